@@ -1,0 +1,159 @@
+"""The compressor interface shared by every operator.
+
+A compressor is a small object built from its config. It acts on all workers at once:
+``compress(G, state, rng, ctx)`` takes the (n, d) tensor whose row i is worker i's input and
+returns a :class:`Message` (what the server reconstructs, plus the exact wire size) and the
+compressor's new state. State is explicit (``init_state``) so that checkpoints, error
+feedback wrappers and the distributed backend can hold it; compressors keep no hidden globals
+and never touch the global RNG.
+
+Bit accounting (spec section 0.6): ``bits_i = value_count_i * value_bits + side_bits_i``,
+where ``value_bits`` is 32 for float32 values and a quantizer applied afterwards replaces it
+(9 for signed powers of two) and may add side information (a norm). Indices and other side
+information are counted in ``side_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+
+from compress_bench.rng import WorkerRNG
+
+FLOAT_BITS = 32
+
+
+def index_bits(d: int) -> int:
+    """Bits of one index in [0, d): ceil(log2 d), and 0 when d = 1 (spec 0.6)."""
+    if d < 1:
+        raise ValueError(f"dimension must be positive, got {d}")
+    return (d - 1).bit_length()
+
+
+def k_from_ratio(ratio: float, d: int) -> int:
+    """k = floor(ratio * d), at least 1 (spec 0.3).
+
+    The product is rounded to 9 decimals before the floor so that e.g. 0.29 * 100 gives 29,
+    not the 28 that float arithmetic (28.999999999999996) would give.
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    return max(1, math.floor(round(ratio * d, 9)))
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What a compressor may know about the round besides its input.
+
+    ``round_index`` seeds shared-seed streams; ``x``, ``lr`` and ``problem`` are there for
+    operators that look at the objective (the importance-based family).
+    """
+
+    round_index: int = 0
+    x: torch.Tensor | None = None
+    lr: float | None = None
+    problem: Any = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """The uplink of one round, for all n workers.
+
+    values:      (n, d) vectors the server reconstructs (decoded and scaled).
+    value_count: (n,) int64, number of real values on the wire per worker.
+    value_bits:  bits per value on the wire (32 = float32).
+    side_bits:   (n,) int64, indices, norms and other side information per worker.
+    """
+
+    values: torch.Tensor
+    value_count: torch.Tensor
+    value_bits: int
+    side_bits: torch.Tensor
+
+    @property
+    def bits(self) -> torch.Tensor:
+        """(n,) int64 exact uplink bits per worker."""
+        return self.value_count * self.value_bits + self.side_bits
+
+    def with_values(self, values: torch.Tensor, value_bits: int | None = None) -> Message:
+        return replace(
+            self, values=values, value_bits=self.value_bits if value_bits is None else value_bits
+        )
+
+    @staticmethod
+    def dense(values: torch.Tensor) -> Message:
+        """Every coordinate sent as a float32, no indices."""
+        n, d = values.shape
+        full = torch.full((n,), d, dtype=torch.int64, device=values.device)
+        return Message(values, full, FLOAT_BITS, torch.zeros_like(full))
+
+    @staticmethod
+    def sparse(values: torch.Tensor, kept: torch.Tensor, send_indices: bool = True) -> Message:
+        """The coordinates in the boolean mask ``kept`` (n, d) sent as (index, value) pairs.
+
+        ``values`` must already be zero outside ``kept``. With ``send_indices=False`` the
+        receiver knows the support (shared seed) and only values travel.
+        """
+        count = kept.sum(dim=1, dtype=torch.int64)
+        side = count * index_bits(values.shape[1]) if send_indices else torch.zeros_like(count)
+        return Message(values, count, FLOAT_BITS, side)
+
+
+class Compressor(ABC):
+    """A batched compression operator C: R^{n x d} -> R^{n x d}, one row per worker.
+
+    Subclasses set ``name`` and the class metadata used by the conformance suite:
+    ``unbiased`` (E C(x) = x), and implement :meth:`compress`. ``contraction(d)`` returns the
+    B3 constant delta (E||C(x) - x||^2 <= (1 - 1/delta)||x||^2) or None when the operator is
+    not in B3; ``omega(d)`` the variance constant of unbiased operators.
+    """
+
+    name: ClassVar[str]
+    unbiased: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
+
+    def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype) -> Any:
+        """Initial per-worker state; stateless operators return None."""
+        return None
+
+    @abstractmethod
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        """Compress every row of G; return the message and the new state."""
+
+    def expected_bits(self, d: int) -> int | None:
+        """Nominal bits per worker per round for dimension d (spec table 26.2), if fixed."""
+        return None
+
+    def contraction(self, d: int) -> float | None:
+        return None
+
+    def omega(self, d: int) -> float | None:
+        return None
+
+    def lr_factor(self, d: int) -> float:
+        """Default step-size multiplier of 1/L (spec 20): k/d for the d/k-scaled forms."""
+        return 1.0
+
+
+class Quantizer(ABC):
+    """A value quantizer applied after a compressor to the values it sends."""
+
+    name: ClassVar[str]
+    unbiased: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
+    #: Bits per transmitted value after quantizing (9 for signed powers of two); None keeps
+    #: the compressor's ``value_bits``. The conformance suite checks bits against it.
+    value_bits: ClassVar[int | None] = None
+
+    @abstractmethod
+    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+        """Quantize the transmitted values of ``message``; return the new message."""
+
+    def contraction(self) -> float | None:
+        return None

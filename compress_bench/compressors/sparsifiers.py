@@ -1,0 +1,246 @@
+"""Sparsifiers: Identity (spec section 1), RandK (section 2, with the unscaled form of section 3
+as an option) and TopK (section 4).
+
+Every operator acts on the (n, d) batch of worker inputs at once. ``k`` comes from the ratio at
+compress time (``k = max(1, floor(ratio * d))``, spec 0.3); ``k >= d`` sends the input dense and
+unchanged (32 d bits). The functions :func:`top_k` and :func:`rand_k_from_uniforms` take ``k``
+directly (also 0, which sends nothing) and are what the classes call; tests use them to inject
+``k`` and the random draw.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, ClassVar
+
+import torch
+
+from compress_bench.compressors.base import (
+    FLOAT_BITS,
+    Compressor,
+    Message,
+    RoundContext,
+    index_bits,
+    k_from_ratio,
+)
+from compress_bench.compressors.registry import register_compressor
+from compress_bench.compressors.selection import top_k_mask
+from compress_bench.rng import WorkerRNG
+
+SCALES = ("none", "dk")
+
+
+def _check_scale(scale: Any) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be 'none' or 'dk', got {scale!r}")
+    return scale
+
+
+def _check_ratio(ratio: Any) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
+    k_from_ratio(float(ratio), 1)  # raises ValueError outside (0, 1]
+    return float(ratio)
+
+
+def _check_batch(G: torch.Tensor) -> tuple[int, int]:
+    if G.dim() != 2:
+        raise ValueError(f"expected an (n, d) tensor, got shape {tuple(G.shape)}")
+    return G.shape[0], G.shape[1]
+
+
+def sparse_message(
+    G: torch.Tensor, kept: torch.Tensor, factor: float = 1.0, send_indices: bool = True
+) -> Message:
+    """The message sending ``factor * G`` on the boolean mask ``kept`` (n, d), zero elsewhere.
+
+    Bits per row: ``|kept_i| * (32 + ceil(log2 d))``, or ``32 |kept_i|`` without indices.
+    """
+    kept = kept.to(device=G.device)
+    values = G * factor if factor != 1.0 else G
+    values = torch.where(kept, values, torch.zeros((), dtype=G.dtype, device=G.device))
+    return Message.sparse(values, kept, send_indices=send_indices)
+
+
+def _k_eff(k: int, d: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    return min(k, d)
+
+
+def top_k(G: torch.Tensor, k: int, scale: str = "none") -> Message:
+    """TopK of every row of G with ``k`` given directly (spec 4 and 0.3).
+
+    Keeps the ``min(k, d)`` largest ``|G_ij|`` of each row (ties to the smaller index, spec 0.4),
+    multiplied by ``d / k`` when ``scale == "dk"``. ``k = 0``: zeros, 0 bits; ``k >= d``: dense.
+    """
+    _check_scale(scale)
+    _, d = _check_batch(G)
+    k = _k_eff(k, d)
+    if k == d:
+        return Message.dense(G.clone())
+    factor = d / k if scale == "dk" and k > 0 else 1.0
+    return sparse_message(G, top_k_mask(G.abs(), k), factor)
+
+
+def rand_k_from_uniforms(
+    G: torch.Tensor, u: torch.Tensor, k: int, scale: str = "dk", send_indices: bool = True
+) -> Message:
+    """RandK of every row of G, the support of row i being the k largest of the uniforms u[i].
+
+    The k largest of d i.i.d. uniforms form a uniformly random k-subset (without replacement).
+    ``scale == "dk"`` multiplies the kept values by ``d / k`` (unbiased, spec 2); ``"none"``
+    sends them as they are (spec 3). ``k = 0``: zeros, 0 bits; ``k >= d``: dense, G unchanged.
+    """
+    _check_scale(scale)
+    n, d = _check_batch(G)
+    if tuple(u.shape) != (n, d):
+        raise ValueError(f"uniforms of shape {tuple(u.shape)} for an input of shape {(n, d)}")
+    k = _k_eff(k, d)
+    if k == d:
+        return Message.dense(G.clone())
+    factor = d / k if scale == "dk" and k > 0 else 1.0
+    return sparse_message(G, top_k_mask(u, k), factor, send_indices=send_indices)
+
+
+@register_compressor
+class Identity(Compressor):
+    """Identity, ``C(x) = x`` (spec section 1): the uncompressed baseline.
+
+    Bits per worker per round: ``32 d``. Class: unbiased, ``U(0)``, ``B3(1)``,
+    ``B1(1, 1)``, ``B2(1, 1)``. Accepts ``ratio`` (ignored) so that every compressor is built
+    the same way. Output values equal the input bit for bit (a copy, never the same tensor).
+    Reference: METHODS.md section 1.
+    """
+
+    name: ClassVar[str] = "identity"
+    unbiased: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+
+    def __init__(self, *, ratio: float | None = None):
+        self.ratio = ratio
+
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        _check_batch(G)
+        return Message.dense(G.clone()), state
+
+    def expected_bits(self, d: int) -> int:
+        return FLOAT_BITS * d
+
+    def contraction(self, d: int) -> float:
+        return 1.0
+
+    def omega(self, d: int) -> float:
+        return 0.0
+
+
+@register_compressor
+class RandK(Compressor):
+    """RandK: keep a uniformly random k-subset S of the coordinates (spec sections 2 and 3).
+
+    ``scale="dk"`` (default, spec 2): ``C(x) = (d/k) sum_{i in S} x_i e_i``, unbiased,
+    ``U(omega)`` with ``omega = d/k - 1`` (``E||C(x)||^2 = (d/k)||x||^2``), not in B3.
+    ``scale="none"`` (spec 3; the thesis code's RandK, which also draws with replacement, which
+    this does not): ``C(x) = sum_{i in S} x_i e_i``, biased, ``B3(d/k)`` with
+    ``E||C(x) - x||^2 = (1 - k/d)||x||^2``.
+
+    S for worker i is the k largest of d uniforms from worker i's private stream; with
+    ``shared_seed=True`` from the stream worker i shares with the server for the round
+    (``rng.shared_round_uniform(ctx.round_index, d)``), so no indices travel.
+
+    Bits per worker per round: ``k (32 + ceil(log2 d))``; shared seed ``32 k``; ``32 d`` (dense,
+    identity output) if ``k >= d``. ``k = max(1, floor(ratio d))``.
+    Reference: METHODS.md sections 2-3; Beznosikov, Horvath, Richtarik, Safaryan, "On Biased
+    Compression for Distributed Learning" (JMLR 2023).
+    """
+
+    name: ClassVar[str] = "rand_k"
+    unbiased: ClassVar[bool] = True  # the default scale="dk"; set per instance in __init__
+    deterministic: ClassVar[bool] = False
+
+    def __init__(self, *, ratio: float, shared_seed: bool = False, scale: str = "dk"):
+        self.ratio = _check_ratio(ratio)
+        if not isinstance(shared_seed, bool):
+            raise ValueError(f"shared_seed must be true or false, got {shared_seed!r}")
+        self.shared_seed = shared_seed
+        self.scale = _check_scale(scale)
+        self.unbiased = scale == "dk"  # type: ignore[misc]  # depends on the option
+
+    def _k(self, d: int) -> int:
+        return min(k_from_ratio(self.ratio, d), d)
+
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        _, d = _check_batch(G)
+        k = self._k(d)
+        if k == d:  # nothing random left: skip the draw
+            return Message.dense(G.clone()), state
+        u = rng.shared_round_uniform(ctx.round_index, d) if self.shared_seed else rng.uniform(d)
+        message = rand_k_from_uniforms(G, u, k, self.scale, send_indices=not self.shared_seed)
+        return message, state
+
+    def expected_bits(self, d: int) -> int:
+        k = self._k(d)
+        if k == d:
+            return FLOAT_BITS * d
+        return k * FLOAT_BITS if self.shared_seed else k * (FLOAT_BITS + index_bits(d))
+
+    def contraction(self, d: int) -> float | None:
+        k = self._k(d)
+        if k == d:
+            return 1.0
+        return d / k if self.scale == "none" else None
+
+    def omega(self, d: int) -> float | None:
+        return d / self._k(d) - 1.0 if self.scale == "dk" else None
+
+
+@register_compressor
+class TopK(Compressor):
+    """TopK: keep the k coordinates of largest magnitude (spec section 4).
+
+    S = indices of the k largest ``|x_i|``, ties to the smaller index (spec 0.4).
+    ``scale="none"`` (default; the literature and the thesis code): ``T(x) = sum_{i in S} x_i
+    e_i``, deterministic, ``||T(x) - x||^2 <= (1 - k/d)||x||^2``: ``B3(d/k)``, ``B1(k/d, 1)``,
+    ``B2(k/d, 1)``. ``scale="dk"`` (thesis slides): ``T_s(x) = (d/k) T(x)``, in
+    ``B1(d/k, d/k)`` and ``B2(1, d/k)``, in no B3 when ``d/k >= 2``; its default step size is
+    ``(k/d)/L`` (``lr_factor``).
+
+    Bits per worker per round: ``k (32 + ceil(log2 d))``; ``32 d`` (dense, identity output) if
+    ``k >= d``. ``k = max(1, floor(ratio d))``.
+    Reference: METHODS.md section 4; Beznosikov et al., "On Biased Compression for Distributed
+    Learning" (JMLR 2023); Khafizov, BSc thesis (MIPT 2024) for the scaled form.
+    """
+
+    name: ClassVar[str] = "top_k"
+    unbiased: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = True
+
+    def __init__(self, *, ratio: float, scale: str = "none"):
+        self.ratio = _check_ratio(ratio)
+        self.scale = _check_scale(scale)
+
+    def _k(self, d: int) -> int:
+        return min(k_from_ratio(self.ratio, d), d)
+
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        _, d = _check_batch(G)
+        return top_k(G, self._k(d), self.scale), state
+
+    def expected_bits(self, d: int) -> int:
+        k = self._k(d)
+        return FLOAT_BITS * d if k == d else k * (FLOAT_BITS + index_bits(d))
+
+    def contraction(self, d: int) -> float | None:
+        k = self._k(d)
+        if k == d:
+            return 1.0
+        return d / k if self.scale == "none" else None
+
+    def lr_factor(self, d: int) -> float:
+        return self._k(d) / d if self.scale == "dk" else 1.0

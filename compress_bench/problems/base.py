@@ -1,0 +1,59 @@
+"""The problem interface: an objective split across n workers, evaluated batched."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The minimiser found once per problem: f*, x*, and the gradient norm reached there."""
+
+    fstar: float
+    xstar: list[float]
+    grad_norm: float
+
+
+class Problem(ABC):
+    """f(x) = (1/n) sum_i f_i(x), worker i holding f_i.
+
+    ``loss_and_grad(X)`` evaluates every worker at its own point in one batched call:
+    row i of X is worker i's point, and the result is (f_i(X_i))_i of shape (n,) and
+    (grad f_i(X_i))_i of shape (n, d). Methods and the importance solver depend only on it.
+    """
+
+    name: str
+    d: int
+    n_workers: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @abstractmethod
+    def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-worker losses (n,) and gradients (n, d) at the rows of X."""
+
+    @abstractmethod
+    def initial_point(self) -> torch.Tensor:
+        """x^0, shape (d,)."""
+
+    @property
+    @abstractmethod
+    def smoothness(self) -> float:
+        """L, the smoothness constant of f."""
+
+    @property
+    @abstractmethod
+    def worker_smoothness(self) -> torch.Tensor:
+        """(L_i)_i, shape (n,)."""
+
+    @abstractmethod
+    def reference(self) -> Reference:
+        """f* and x*, computed once and cached."""
+
+    def full_loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x) and grad f(x) = the worker average at a common point x of shape (d,)."""
+        losses, grads = self.loss_and_grad(x.expand(self.n_workers, -1))
+        return losses.mean(), grads.mean(dim=0)

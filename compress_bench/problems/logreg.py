@@ -1,0 +1,163 @@
+"""l2-regularised logistic regression, batched over workers (spec section 25).
+
+f_i(x) = (1/m_i) sum_{j in D_i} log(1 + exp(-b_j a_j^T x)) + (lambda/2) ||x||^2,
+f(x)   = (1/n) sum_i f_i(x),
+grad f_i(x) = -(1/m_i) sum_j b_j sigma(-b_j a_j^T x) a_j + lambda x.
+
+The shards are stored as one zero-padded tensor ``Z`` of shape (n, m_max, d) whose rows are
+b_j a_j, with per-row weights 1/m_i (0 on padding), so all n local losses and gradients are
+two batched matrix products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from compress_bench.problems.base import Problem, Reference
+from compress_bench.problems.reference import cached_reference
+
+# softplus(t) = log(1 + e^t); above this threshold torch returns t itself. At 50 the neglected
+# log1p(e^-50) ~ 2e-22 is below float64 resolution, so the loss is exact to the last digit.
+_SOFTPLUS_THRESHOLD = 50.0
+
+
+class LogisticRegression(Problem):
+    def __init__(
+        self,
+        features: np.ndarray,
+        labels: np.ndarray,
+        shards: list[np.ndarray],
+        l2: float,
+        x0: np.ndarray,
+        name: str,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+        cache_dir=None,
+    ):
+        self.name = name
+        self.features = np.asarray(features, dtype=np.float64)
+        self.labels = np.asarray(labels, dtype=np.float64)
+        self.shards = [np.asarray(s) for s in shards]
+        self.l2 = float(l2)
+        self.d = self.features.shape[1]
+        self.n_workers = len(self.shards)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        signed, weights = self._padded(self.features, self.labels, self.shards)
+        self._signed_rows = torch.as_tensor(signed, dtype=dtype, device=self.device)
+        self._row_weights = torch.as_tensor(weights, dtype=dtype, device=self.device)
+        self._x0 = torch.as_tensor(x0, dtype=dtype, device=self.device)
+        self._smoothness: float | None = None
+        self._worker_smoothness: torch.Tensor | None = None
+        self._reference: Reference | None = None
+
+    @staticmethod
+    def _padded(features, labels, shards):
+        m_max = max(len(s) for s in shards)
+        signed = np.zeros((len(shards), m_max, features.shape[1]))
+        weights = np.zeros((len(shards), m_max))
+        for i, rows in enumerate(shards):
+            signed[i, : len(rows)] = labels[rows, None] * features[rows]
+            weights[i, : len(rows)] = 1.0 / len(rows)
+        return signed, weights
+
+    # --- oracle ----------------------------------------------------------------------------
+
+    def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        margins = -torch.bmm(self._signed_rows, X.unsqueeze(2)).squeeze(2)  # -b_j a_j^T x_i
+        ridge = 0.5 * self.l2 * (X * X).sum(dim=1)
+        losses = (self._row_weights * F.softplus(margins, threshold=_SOFTPLUS_THRESHOLD)).sum(1)
+        coeff = self._row_weights * torch.sigmoid(margins)
+        grads = -torch.bmm(coeff.unsqueeze(1), self._signed_rows).squeeze(1) + self.l2 * X
+        return losses + ridge, grads
+
+    def hessian(self, x: torch.Tensor) -> torch.Tensor:
+        """Hessian of f at x, (d, d): (1/n) sum_i (1/m_i) sum_j s_j(1-s_j) a_j a_j^T + lambda I."""
+        margins = -torch.einsum("nmd,d->nm", self._signed_rows, x)
+        s = torch.sigmoid(margins)
+        curv = self._row_weights * s * (1 - s) / self.n_workers
+        H = torch.einsum("nm,nmd,nme->de", curv, self._signed_rows, self._signed_rows)
+        return H + self.l2 * torch.eye(self.d, dtype=x.dtype, device=x.device)
+
+    def initial_point(self) -> torch.Tensor:
+        return self._x0.clone()
+
+    # --- constants -------------------------------------------------------------------------
+
+    def _gram_eigmax(self) -> torch.Tensor:
+        """lambda_max(A_i^T A_i / m_i) per worker and of their average, in float64."""
+        rows = self._signed_rows.to(torch.float64)
+        w = self._row_weights.to(torch.float64)
+        grams = torch.einsum("nm,nmd,nme->nde", w, rows, rows)  # A_i^T A_i / m_i
+        per_worker = torch.linalg.eigvalsh(grams)[:, -1]
+        overall = torch.linalg.eigvalsh(grams.mean(0))[-1]
+        return per_worker, overall
+
+    def _constants(self) -> None:
+        per_worker, overall = self._gram_eigmax()
+        # The logistic loss has curvature at most 1/4, hence the factor.
+        self._worker_smoothness = (per_worker / 4 + self.l2).cpu()
+        self._smoothness = float(overall / 4 + self.l2)
+
+    @property
+    def smoothness(self) -> float:
+        if self._smoothness is None:
+            self._constants()
+        return self._smoothness
+
+    @property
+    def worker_smoothness(self) -> torch.Tensor:
+        if self._worker_smoothness is None:
+            self._constants()
+        return self._worker_smoothness
+
+    @property
+    def strong_convexity(self) -> float:
+        return self.l2
+
+    # --- reference solution ----------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """A hash of everything f depends on: data, shards, lambda."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.features).tobytes())
+        h.update(np.ascontiguousarray(self.labels).tobytes())
+        for rows in self.shards:
+            h.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
+            h.update(b"|")
+        h.update(repr(self.l2).encode())
+        return h.hexdigest()[:32]
+
+    def float64_twin(self) -> LogisticRegression:
+        """The same problem in float64 on the CPU (used for the reference solution)."""
+        if self.dtype == torch.float64 and self.device.type == "cpu":
+            return self
+        return LogisticRegression(
+            self.features,
+            self.labels,
+            self.shards,
+            self.l2,
+            self._x0.cpu().double().numpy(),
+            self.name,
+        )
+
+    def reference(self) -> Reference:
+        if self._reference is None:
+            self._reference = cached_reference(self, self.cache_dir)
+        return self._reference
+
+
+def synthetic_logreg_data(
+    n_samples: int, dim: int, seed: int, label_noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian features, labels sign(a^T x_true + noise) in {-1, +1}; fully determined by seed."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((n_samples, dim))
+    x_true = rng.standard_normal(dim)
+    score = features @ x_true / np.sqrt(dim) + label_noise * rng.standard_normal(n_samples)
+    return features, np.where(score >= 0, 1.0, -1.0)

@@ -1,0 +1,64 @@
+"""metrics.csv (flushed row by row, so a killed run keeps its rows) and atomic JSON files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+METRIC_COLUMNS = (
+    "round",  # k; row 0 is the initial point x^0
+    "loss",  # f(x^k)
+    "loss_gap",  # f(x^k) - f*
+    "grad_norm",  # ||grad f(x^k)||
+    "grad_norm_rel",  # ||grad f(x^k)|| / ||grad f(x^0)||
+    "bits",  # cumulative uplink bits per worker spent to reach x^k
+    "bits_total",  # cumulative uplink bits of all workers
+    "wall_time",  # seconds since the first round started
+)
+
+
+class MetricsWriter:
+    """Appends rows to a CSV file and flushes each one."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...] = METRIC_COLUMNS):
+        self.path = Path(path)
+        self.columns = columns
+        self._file = self.path.open("w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns)
+        self._writer.writeheader()
+        self._file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow({key: _fmt(row[key]) for key in self.columns})
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _fmt(value: Any) -> Any:
+    # repr keeps every digit of a float, so metrics.csv is an exact record of the run
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return value
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename: a reader never sees half a file."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        json.dump(payload, fh, indent=2, default=str, allow_nan=True)
+        fh.write("\n")
+    os.replace(fh.name, path)

@@ -1,0 +1,239 @@
+"""The round loop: build the run from a validated config, iterate, log, stop.
+
+Row k of metrics.csv describes x^k and the bits spent to reach it; row 0 is x^0 with 0 bits.
+Stopping rules, checked in this order at every round k:
+  diverged  f(x^k) or grad f(x^k) is not finite (status "diverged", exit code 0: a sweep goes on)
+  tol       ||grad f(x^k)|| / ||grad f(x^0)|| <= tol
+  rounds    k == rounds
+  max_bits  the round's message would take the bits per worker past max_bits; the round is
+            not applied (spec Part B: "stop before the round that would exceed it")
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from compress_bench.compressors import build_compressor, build_quantizer
+from compress_bench.compressors.base import k_from_ratio
+from compress_bench.config import validate
+from compress_bench.errors import ConfigError
+from compress_bench.methods import build_method
+from compress_bench.problems import build_problem
+from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
+from compress_bench.rng import WorkerRNG
+
+log = logging.getLogger("compress_bench")
+
+PLAIN_LOG_SECONDS = 5.0  # cadence of the progress lines when no progress bar is shown
+
+
+def plain_config(cfg: DictConfig) -> DictConfig:
+    """The composed config as plain data: enums as strings, interpolations resolved."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container.pop("hydra", None)
+    return OmegaConf.create(container)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def resolve_lr(lr: Any, compressor, problem) -> float:
+    """``lr=auto``: 1/L for deterministic and unscaled operators, (k/d)/L for the d/k-scaled
+    forms, and 1/(L + 2 omega L_max / n) for unbiased operators (spec section 20)."""
+    if lr != "auto":
+        return float(lr)
+    L, d, n = problem.smoothness, problem.d, problem.n_workers
+    omega = compressor.omega(d)
+    if compressor.unbiased and omega:
+        L_max = float(problem.worker_smoothness.max())
+        return 1.0 / (L + 2.0 * omega * L_max / n)
+    return compressor.lr_factor(d) / L
+
+
+@dataclass
+class Run:
+    """Everything a run is made of, built from the config before the first round."""
+
+    cfg: DictConfig
+    problem: Any
+    method: Any
+    lr: float
+    fstar: float
+    k: int
+
+
+def build_run(cfg: DictConfig) -> Run:
+    validate(cfg)
+    plain = plain_config(cfg)
+    device = resolve_device(plain.device)
+    dtype = getattr(torch, plain.dtype)
+    problem = build_problem(
+        plain.problem, plain.n_workers, plain.seed, device, dtype, plain.data_dir
+    )
+    compressor = build_compressor(plain.compressor, ratio=plain.ratio)
+    quantizer = build_quantizer(plain.quantizer)
+    lr = resolve_lr(plain.lr, compressor, problem)
+    method = build_method(
+        plain.method.name,
+        problem=problem,
+        compressor=compressor,
+        quantizer=quantizer,
+        rng=WorkerRNG(plain.seed, plain.n_workers, device),
+        lr=lr,
+    )
+    fstar = problem.reference().fstar
+    return Run(plain, problem, method, lr, fstar, k_from_ratio(plain.ratio, problem.d))
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a plain log line every few seconds."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        self.bar = (
+            tqdm(total=total, unit="round", leave=False)
+            if (sys.stderr.isatty() if enabled is None else enabled)
+            else None
+        )
+        self.last = time.perf_counter()
+
+    def update(self, k: int, total: int, rel: float, bits: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(grad_rel=f"{rel:.2e}", bits=f"{bits:.3g}", refresh=False)
+        elif time.perf_counter() - self.last >= PLAIN_LOG_SECONDS:
+            self.last = time.perf_counter()
+            log.info("round %d/%d  grad_norm_rel %.3e  bits/worker %.4g", k, total, rel, bits)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(run: Run, out_dir: Path) -> dict[str, Any]:
+    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir."""
+    cfg, problem, method = run.cfg, run.problem, run.method
+    n = problem.n_workers
+    summary: dict[str, Any] = {
+        "status": "running",
+        "problem": cfg.problem.name,
+        "compressor": cfg.compressor.name,
+        "quantizer": cfg.quantizer.name,
+        "method": cfg.method.name,
+        "n_workers": n,
+        "d": problem.d,
+        "k": run.k,
+        "ratio": cfg.ratio,
+        "seed": cfg.seed,
+        "lr": run.lr,
+        "L": problem.smoothness,
+        "L_max": float(problem.worker_smoothness.max()),
+        "fstar": run.fstar,
+        "config": OmegaConf.to_container(cfg),
+    }
+    summary_path = out_dir / "summary.json"
+    write_json_atomic(summary_path, summary)
+
+    x = problem.initial_point()
+    state = method.init_state(x)
+    bits_total = 0  # all workers, exact integer
+    grad0 = None
+    status, reason, row = "completed", "rounds", {}
+    start = time.perf_counter()
+    progress = _Progress(cfg.rounds, cfg.progress)
+    try:
+        with MetricsWriter(out_dir / "metrics.csv") as writer:
+            for k in range(cfg.rounds + 1):
+                ev = method.evaluate(x)
+                loss, grad_norm = float(ev.loss), float(ev.grad.norm())
+                if grad0 is None:
+                    grad0 = grad_norm
+                rel = grad_norm / grad0 if grad0 > 0 else 0.0
+                row = {
+                    "round": k,
+                    "loss": loss,
+                    "loss_gap": loss - run.fstar,
+                    "grad_norm": grad_norm,
+                    "grad_norm_rel": rel,
+                    "bits": bits_total / n,
+                    "bits_total": bits_total,
+                    "wall_time": time.perf_counter() - start,
+                }
+                stop = None
+                if not _finite(loss, grad_norm):
+                    status, stop = "diverged", "diverged"
+                elif cfg.tol is not None and rel <= cfg.tol:
+                    stop = "tol"
+                elif k == cfg.rounds:
+                    stop = "rounds"
+                logged = stop is not None or k % cfg.log_every == 0
+                if logged:  # before the round is attempted: a crash in it keeps this row
+                    writer.write(row)
+                if stop is None:
+                    proposal = method.step(x, ev, state, k)
+                    round_bits = int(proposal.bits.sum())
+                    if cfg.max_bits is not None and (bits_total + round_bits) / n > cfg.max_bits:
+                        stop = "max_bits"
+                        if not logged:
+                            writer.write(row)
+                if stop is not None:
+                    reason = stop
+                    break
+                x, state = proposal.x, proposal.state
+                bits_total += round_bits
+                progress.update(k + 1, cfg.rounds, rel, bits_total / n)
+    except BaseException as err:  # record the failure, keep every row written, re-raise
+        summary.update(status="failed", stop_reason=type(err).__name__, error=str(err) or repr(err))
+        summary.update(_final(row, start))
+        write_json_atomic(summary_path, summary)
+        raise
+    finally:
+        progress.close()
+
+    summary.update(status=status, stop_reason=reason, **_final(row, start))
+    write_json_atomic(summary_path, summary)
+    if status == "diverged":
+        log.warning(
+            "diverged at round %d (non-finite loss); metrics kept in %s", row["round"], out_dir
+        )
+    plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=_title(summary))
+    return summary
+
+
+def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
+    wall = time.perf_counter() - start
+    rounds_done = int(row.get("round", 0))
+    return {
+        "rounds_done": rounds_done,
+        "total_bits": row.get("bits", 0.0),
+        "total_bits_all_workers": row.get("bits_total", 0),
+        "final": {key: row.get(key) for key in ("loss", "loss_gap", "grad_norm", "grad_norm_rel")},
+        "wall_time": wall,
+        "rounds_per_second": rounds_done / wall if wall > 0 else None,
+    }
+
+
+def _title(summary: dict[str, Any]) -> str:
+    q = "" if summary["quantizer"] == "none" else f" + {summary['quantizer']}"
+    return (
+        f"{summary['problem']}: {summary['method']}, {summary['compressor']}{q}, "
+        f"k/d = {summary['ratio']}, n = {summary['n_workers']} ({summary['status']})"
+    )

@@ -1,0 +1,1 @@
+"""Hydra configs, shipped inside the package as ``compress_bench.conf`` (see pyproject.toml)."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: the offline datasets, an isolated cache, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("COMPRESS_BENCH_DATA") or REPO.parent / "shared" / "datasets")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Derived caches (reference solutions) go to a per-session temporary folder."""
+    monkeypatch.setenv("COMPRESS_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def mushrooms_dir(tmp_path_factory) -> Path:
+    """A private copy of the offline mushrooms folder (runs cache f* next to the data)."""
+    source = SHARED_DATASETS / "mushrooms" / "mushrooms"
+    if not source.is_file():
+        pytest.skip(f"offline mushrooms copy not found at {source}")
+    root = tmp_path_factory.mktemp("datasets")
+    (root / "mushrooms").mkdir()
+    shutil.copy(source, root / "mushrooms" / "mushrooms")
+    return root
+
+
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    module: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess:
+    """Run the command in a subprocess, as a user would (``python -m compress_bench``)."""
+    full_env = {**os.environ, "COMPRESS_BENCH_OFFLINE": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    command = (
+        [sys.executable, "-m", "compress_bench"]
+        if module
+        else [str(Path(sys.executable).with_name("compress-bench"))]
+    )
+    return subprocess.run(
+        [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

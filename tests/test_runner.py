@@ -1,0 +1,145 @@
+"""The round loop: metrics rows, stopping rules, divergence, failures, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+
+from compress_bench.config import register_configs
+from compress_bench.errors import ConfigError
+from compress_bench.runner import build_run, execute
+
+SYNTH = ["problem=synthetic_logreg", "progress=false"]
+
+
+def config(*overrides):
+    register_configs()
+    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[*SYNTH, *overrides])
+
+
+def run(tmp_path, *overrides):
+    summary = execute(build_run(config(*overrides)), tmp_path)
+    return summary, pd.read_csv(tmp_path / "metrics.csv")
+
+
+def test_metrics_rows_and_bits(tmp_path):
+    # synthetic_logreg: d = 20, ratio 0.2 -> k = 4, index bits 5: 4 * (32 + 5) = 148 per round
+    summary, m = run(tmp_path, "rounds=10", "log_every=3", "n_workers=2")
+    assert list(m.columns) == [
+        "round",
+        "loss",
+        "loss_gap",
+        "grad_norm",
+        "grad_norm_rel",
+        "bits",
+        "bits_total",
+        "wall_time",
+    ]
+    assert m["round"].tolist() == [0, 3, 6, 9, 10]
+    assert m["bits"].tolist() == [148.0 * r for r in (0, 3, 6, 9, 10)]
+    assert m["bits_total"].tolist() == [2 * 148 * r for r in (0, 3, 6, 9, 10)]
+    assert m["grad_norm_rel"].iloc[0] == 1.0
+    assert (m["loss_gap"] >= -1e-12).all() and m["loss"].is_monotonic_decreasing
+    assert summary["status"] == "completed" and summary["stop_reason"] == "rounds"
+    assert summary["rounds_done"] == 10 and summary["total_bits"] == 1480
+    assert summary["fstar"] == pytest.approx(m["loss"].iloc[-1] - m["loss_gap"].iloc[-1])
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    assert (tmp_path / "loss.png").stat().st_size > 10_000
+
+
+def test_tol_stops_at_the_first_round_below_it(tmp_path):
+    summary, m = run(tmp_path, "rounds=5000", "tol=1e-3", "log_every=1")
+    assert summary["stop_reason"] == "tol" and summary["status"] == "completed"
+    assert m["grad_norm_rel"].iloc[-1] <= 1e-3 < m["grad_norm_rel"].iloc[-2]
+    assert summary["rounds_done"] == m["round"].iloc[-1] < 5000
+
+
+def test_max_bits_stops_before_the_round_that_would_exceed_it(tmp_path):
+    summary, m = run(tmp_path, "rounds=100", f"max_bits={148 * 5 + 100}", "log_every=1")
+    assert summary["stop_reason"] == "max_bits"
+    assert summary["rounds_done"] == 5 and m["bits"].iloc[-1] == 148 * 5
+
+
+def test_divergence_keeps_metrics_and_reports_it(tmp_path):
+    summary, m = run(
+        tmp_path, "dtype=float32", "lr=1e37", "rounds=50", "log_every=1", "compressor=identity"
+    )
+    assert summary["status"] == "diverged" and summary["stop_reason"] == "diverged"
+    assert summary["rounds_done"] < 50 and len(m) == summary["rounds_done"] + 1
+    assert m["loss"].iloc[0] == pytest.approx(0.693147, abs=1e-5)
+
+
+def test_a_failure_mid_run_keeps_every_row(tmp_path, monkeypatch):
+    r = build_run(config("rounds=100", "log_every=1"))
+    real_step, calls = r.method.step, []
+
+    def failing_step(*args):
+        calls.append(1)
+        if len(calls) > 7:
+            raise RuntimeError("simulated crash")
+        return real_step(*args)
+
+    monkeypatch.setattr(r.method, "step", failing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        execute(r, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "simulated crash" in summary["error"]
+    assert pd.read_csv(tmp_path / "metrics.csv")["round"].tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("compressor", ["rand_k", "top_k"])
+def test_seeded_runs_repeat_bit_for_bit(tmp_path, compressor):
+    args = (
+        f"compressor={compressor}",
+        "n_workers=3",
+        "rounds=40",
+        "quantizer=power_of_two",
+        "log_every=1",
+    )
+    _, a = run(tmp_path / "a", *args, "seed=5")
+    _, b = run(tmp_path / "b", *args, "seed=5")
+    _, c = run(tmp_path / "c", *args, "seed=6")
+    cols = ["loss", "grad_norm", "bits"]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=True)
+    if compressor == "rand_k":  # the seed moves the random draws (and the iid split)
+        assert not a[cols].equals(c[cols])
+
+
+@pytest.fixture(autouse=True)
+def _dirs(tmp_path):
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+
+
+def test_auto_lr_follows_the_operator(tmp_path):
+    top = build_run(config("compressor=top_k"))
+    assert top.lr == pytest.approx(1 / top.problem.smoothness)
+    scaled = build_run(config("compressor=top_k", "compressor.scale=dk"))
+    assert scaled.lr == pytest.approx((4 / 20) / scaled.problem.smoothness)
+    rand = build_run(config("compressor=rand_k", "n_workers=2"))
+    omega, L = 20 / 4 - 1, rand.problem.smoothness
+    L_max = float(rand.problem.worker_smoothness.max())
+    assert rand.lr == pytest.approx(1 / (L + 2 * omega * L_max / 2))
+    assert build_run(config("lr=0.25")).lr == 0.25
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("ratio=0", "ratio must be in"),
+        ("ratio=1.5", "ratio must be in"),
+        ("n_workers=0", "n_workers must be at least 1"),
+        ("rounds=-1", "rounds must be"),
+        ("lr=0", "lr must be positive"),
+        ("lr=abc", "lr (a positive number"),
+        ("n_workers=601", "more than the 600 samples"),
+        ("log_every=0", "log_every"),
+    ],
+)
+def test_invalid_values_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_run(config(override))

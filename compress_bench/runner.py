@@ -159,9 +159,11 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     status, reason, row = "completed", "rounds", {}
     start = time.perf_counter()
     progress = _Progress(cfg.rounds, cfg.progress)
+    # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
+    rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
     try:
         with MetricsWriter(out_dir / "metrics.csv") as writer:
-            for k in range(cfg.rounds + 1):
+            for k in range(rounds + 1):
                 ev = method.evaluate(x)
                 loss, grad_norm = float(ev.loss), float(ev.grad.norm())
                 if grad0 is None:
@@ -180,17 +182,17 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 stop = None
                 if not _finite(loss, grad_norm):
                     status, stop = "diverged", "diverged"
-                elif cfg.tol is not None and rel <= cfg.tol:
+                elif tol is not None and rel <= tol:
                     stop = "tol"
-                elif k == cfg.rounds:
+                elif k == rounds:
                     stop = "rounds"
-                logged = stop is not None or k % cfg.log_every == 0
+                logged = stop is not None or k % log_every == 0
                 if logged:  # before the round is attempted: a crash in it keeps this row
                     writer.write(row)
                 if stop is None:
                     proposal = method.step(x, ev, state, k)
                     round_bits = int(proposal.bits.sum())
-                    if cfg.max_bits is not None and (bits_total + round_bits) / n > cfg.max_bits:
+                    if max_bits is not None and (bits_total + round_bits) / n > max_bits:
                         stop = "max_bits"
                         if not logged:
                             writer.write(row)
@@ -199,7 +201,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     break
                 x, state = proposal.x, proposal.state
                 bits_total += round_bits
-                progress.update(k + 1, cfg.rounds, rel, bits_total / n)
+                progress.update(k + 1, rounds, rel, bits_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         summary.update(status="failed", stop_reason=type(err).__name__, error=str(err) or repr(err))
         summary.update(_final(row, start))

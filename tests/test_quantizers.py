@@ -190,3 +190,36 @@ def test_invalid_options(cfg, match):
 def test_rejects_integer_tensor():
     with pytest.raises(TypeError):
         power_of_two(torch.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_bit_trick_nearest_equals_the_frexp_definition(dtype):
+    """The fast IEEE-bit path and the spec's frexp definition agree on every input class."""
+    from compress_bench.compressors.quantizers import _power_of_two_by_exponent
+
+    gen = torch.Generator().manual_seed(7)
+    logs = torch.empty(50_000, dtype=torch.float64).uniform_(-140, 140, generator=gen)
+    signs = torch.where(torch.rand(50_000, generator=gen) < 0.5, -1.0, 1.0).double()
+    special = torch.tensor(
+        [
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            0.75,
+            3 * 2.0**-128,
+            1.5 * 2.0**127,
+            2.0**-126,
+            1.4 * 2.0**-127,
+            float("inf"),
+            -float("inf"),
+        ],
+        dtype=torch.float64,
+    )
+    t = torch.cat([signs * torch.exp2(logs), special]).to(dtype)
+    fast = power_of_two(t)
+    slow = _power_of_two_by_exponent(t, "nearest", False)
+    slow = slow.clamp(-(2.0**127), 2.0**127)
+    slow = torch.where(slow.abs() < 2.0**-126, torch.zeros((), dtype=dtype), slow)
+    assert torch.equal(fast, slow)
+    assert torch.isnan(power_of_two(torch.tensor([float("nan")], dtype=dtype))).all()

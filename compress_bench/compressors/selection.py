@@ -17,7 +17,10 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
         return torch.zeros_like(scores, dtype=torch.bool)
     if k >= d:
         return torch.ones_like(scores, dtype=torch.bool)
-    kth = torch.topk(scores, k, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+    kth = torch.topk(scores, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    at_least = scores >= kth
+    if bool((at_least.sum(dim=1) == k).all()):  # no tie straddles the threshold: done
+        return at_least
     above = scores > kth
     tied = scores == kth
     room = k - above.sum(dim=1, keepdim=True)

@@ -1,0 +1,53 @@
+# compress-bench: every target installs what it needs first (into .venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The CPU build of torch; override for another build, e.g. TORCH="torch==2.13.0 --index-url ..."
+TORCH  ?= torch==2.13.0
+ARGS   ?=
+
+# The offline dataset copies beside the repository (../shared/datasets), when present and
+# when COMPRESS_BENCH_DATA is not set; otherwise datasets are downloaded to the user cache.
+SHARED_DATA := $(abspath ../shared/datasets)
+ifeq ($(origin COMPRESS_BENCH_DATA),undefined)
+ifneq ($(wildcard $(SHARED_DATA)/mushrooms/mushrooms),)
+export COMPRESS_BENCH_DATA := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: help install run test test-slow lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv, install torch (CPU) and the project with its dev tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: install  ## run the default experiment (extra overrides: make run ARGS="ratio=0.1")
+	$(BIN)/compress-bench $(ARGS)
+
+test: install  ## the test suite (fast: under 10 minutes on 2 cores)
+	$(BIN)/pytest -q
+
+test-slow: install  ## the slow statistical and end-to-end checks
+	$(BIN)/pytest -q -m slow
+
+lint: install  ## ruff: lint and formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install  ## the benchmarks (ratios measured in one run on this machine)
+	$(BIN)/python benchmarks/bench_dcgd.py
+
+clean:  ## remove the virtual environment and caches (outputs/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -31,6 +31,27 @@ class Split(Enum):
 class Init(Enum):
     zeros = "zeros"
     random = "random"
+    thesis = "thesis"
+
+
+class BitsConvention(Enum):
+    spec = "spec"
+    thesis = "thesis"
+
+
+class Weights(Enum):
+    code = "code"
+    slides = "slides"
+
+
+class ImportanceVariant(Enum):
+    spec = "spec"
+    thesis_code = "thesis_code"
+
+
+class ImportanceInit(Enum):
+    uniform = "uniform"
+    abs_grad = "abs_grad"
 
 
 class Device(Enum):
@@ -106,6 +127,33 @@ class TopKConfig:
 
 
 @dataclass
+class ImportanceConfig:
+    """The importance solver of the md_* compressors (spec section 12)."""
+
+    variant: ImportanceVariant = ImportanceVariant.spec
+    steps: int = 100
+    lr: float = 1.0
+    rho: float = 1.0
+    entropy: float = 0.0
+    warm_start: bool = True
+    init: ImportanceInit = ImportanceInit.uniform
+
+
+@dataclass
+class MDUnweightedConfig:
+    name: str = MISSING
+    scale: TopKScale = TopKScale.none
+    importance: Any = "${importance}"
+
+
+@dataclass
+class MDWeightedConfig:
+    name: str = MISSING
+    weights: Weights = Weights.code
+    importance: Any = "${importance}"
+
+
+@dataclass
 class NoQuantizerConfig:
     name: str = "none"
 
@@ -132,6 +180,7 @@ class DCGDConfig:
 class Config:
     problem: Any = MISSING
     compressor: Any = MISSING
+    importance: Any = MISSING
     quantizer: Any = MISSING
     method: Any = MISSING
     ratio: float = 0.2
@@ -144,13 +193,23 @@ class Config:
     log_every: int = 10
     device: Device = Device.auto
     dtype: DType = DType.float64
+    bits_convention: BitsConvention = BitsConvention.spec
     data_dir: str | None = None
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "problem": {"mushrooms": MushroomsConfig, "synthetic_logreg": SyntheticLogRegConfig},
-    "compressor": {"identity": IdentityConfig, "rand_k": RandKConfig, "top_k": TopKConfig},
+    "compressor": {
+        "identity": IdentityConfig,
+        "rand_k": RandKConfig,
+        "top_k": TopKConfig,
+        "md_stochastic": MDUnweightedConfig,
+        "md_greedy": MDUnweightedConfig,
+        "md_greedy_weighted": MDWeightedConfig,
+        "md_weighted_greedy": MDWeightedConfig,
+    },
+    "importance": {"spec": ImportanceConfig, "thesis_code": ImportanceConfig},
     "quantizer": {"none": NoQuantizerConfig, "power_of_two": PowerOfTwoConfig},
     "method": {"dcgd": DCGDConfig},
 }

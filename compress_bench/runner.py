@@ -25,11 +25,18 @@ from tqdm import tqdm
 
 from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import k_from_ratio
+from compress_bench.compressors.bits import thesis_bits
 from compress_bench.config import validate
 from compress_bench.errors import ConfigError
 from compress_bench.methods import build_method
 from compress_bench.problems import build_problem
-from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
+from compress_bench.report import (
+    METRIC_COLUMNS,
+    THESIS_BITS_COLUMN,
+    MetricsWriter,
+    plot_run,
+    write_json_atomic,
+)
 from compress_bench.rng import WorkerRNG
 
 log = logging.getLogger("compress_bench")
@@ -39,8 +46,10 @@ PLAIN_LOG_SECONDS = 5.0  # cadence of the progress lines when no progress bar is
 
 def plain_config(cfg: DictConfig) -> DictConfig:
     """The composed config as plain data: enums as strings, interpolations resolved."""
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    container.pop("hydra", None)
+    keys = [key for key in cfg if key != "hydra"]  # Hydra's own node may not resolve here
+    container = OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, keys), resolve=True, enum_to_str=True
+    )
     return OmegaConf.create(container)
 
 
@@ -87,6 +96,10 @@ def build_run(cfg: DictConfig) -> Run:
     )
     compressor = build_compressor(plain.compressor, ratio=plain.ratio)
     quantizer = build_quantizer(plain.quantizer)
+    if plain.bits_convention == "thesis" and plain.quantizer.name != "power_of_two":
+        raise ConfigError(
+            "bits_convention=thesis counts powers of two: it needs quantizer=power_of_two"
+        )
     lr = resolve_lr(plain.lr, compressor, problem)
     method = build_method(
         plain.method.name,
@@ -154,16 +167,19 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
 
     x = problem.initial_point()
     state = method.init_state(x)
-    bits_total = 0  # all workers, exact integer
+    bits = _BitLedger(n, thesis=cfg.bits_convention == "thesis")
     grad0 = None
     status, reason, row = "completed", "rounds", {}
+    columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ())
+    problem.evaluations = 0  # count only the run's own oracle calls, not the f* solve
     start = time.perf_counter()
     progress = _Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
     try:
-        with MetricsWriter(out_dir / "metrics.csv") as writer:
+        with MetricsWriter(out_dir / "metrics.csv", columns) as writer:
             for k in range(rounds + 1):
+                grad_evals = problem.evaluations
                 ev = method.evaluate(x)
                 loss, grad_norm = float(ev.loss), float(ev.grad.norm())
                 if grad0 is None:
@@ -175,8 +191,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     "loss_gap": loss - run.fstar,
                     "grad_norm": grad_norm,
                     "grad_norm_rel": rel,
-                    "bits": bits_total / n,
-                    "bits_total": bits_total,
+                    **bits.row(),
+                    "grad_evals": grad_evals,
                     "wall_time": time.perf_counter() - start,
                 }
                 stop = None
@@ -191,8 +207,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     writer.write(row)
                 if stop is None:
                     proposal = method.step(x, ev, state, k)
-                    round_bits = int(proposal.bits.sum())
-                    if max_bits is not None and (bits_total + round_bits) / n > max_bits:
+                    spent = bits.cost(proposal)
+                    if max_bits is not None and bits.per_worker_after(spent) > max_bits:
                         stop = "max_bits"
                         if not logged:
                             writer.write(row)
@@ -200,8 +216,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     reason = stop
                     break
                 x, state = proposal.x, proposal.state
-                bits_total += round_bits
-                progress.update(k + 1, rounds, rel, bits_total / n)
+                bits.add(spent)
+                progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         summary.update(status="failed", stop_reason=type(err).__name__, error=str(err) or repr(err))
         summary.update(_final(row, start))
@@ -220,6 +236,36 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
+class _BitLedger:
+    """Cumulative uplink bits: the exact encoding (spec 0.6) and, with bits_convention=thesis,
+    the thesis code's accounting in its own column; ``max_bits`` counts in the chosen one."""
+
+    def __init__(self, n_workers: int, thesis: bool):
+        self.n, self.thesis = n_workers, thesis
+        self.total, self.thesis_total = 0, 0  # all workers, exact integers
+
+    def cost(self, proposal) -> tuple[int, int]:
+        spec = int(proposal.bits.sum())
+        return spec, int(thesis_bits(proposal.message).sum()) if self.thesis else 0
+
+    @property
+    def budget_total(self) -> int:
+        return self.thesis_total if self.thesis else self.total
+
+    def per_worker_after(self, spent: tuple[int, int]) -> float:
+        return (self.budget_total + spent[1 if self.thesis else 0]) / self.n
+
+    def add(self, spent: tuple[int, int]) -> None:
+        self.total += spent[0]
+        self.thesis_total += spent[1]
+
+    def row(self) -> dict[str, Any]:
+        row = {"bits": self.total / self.n, "bits_total": self.total}
+        if self.thesis:
+            row[THESIS_BITS_COLUMN] = self.thesis_total / self.n
+        return row
+
+
 def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
     wall = time.perf_counter() - start
     rounds_done = int(row.get("round", 0))
@@ -227,6 +273,8 @@ def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
         "rounds_done": rounds_done,
         "total_bits": row.get("bits", 0.0),
         "total_bits_all_workers": row.get("bits_total", 0),
+        "total_bits_thesis": row.get(THESIS_BITS_COLUMN),
+        "grad_evals": row.get("grad_evals", 0),
         "final": {key: row.get(key) for key in ("loss", "loss_gap", "grad_norm", "grad_norm_rel")},
         "wall_time": wall,
         "rounds_per_second": rounds_done / wall if wall > 0 else None,

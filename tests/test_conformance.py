@@ -26,6 +26,7 @@ from compress_bench.compressors import (
     build_compressor,
     build_quantizer,
 )
+from compress_bench.problems.quadratic import SeparableQuadratic
 from compress_bench.rng import WorkerRNG
 
 RATIO = 0.3
@@ -36,6 +37,10 @@ Z = 5.0  # standard errors allowed in Monte-Carlo comparisons
 EXACT = 1e-10  # relative slack for float rounding in deterministic comparisons
 
 COMPRESSOR_VARIANTS: list[dict[str, Any]] = [
+    {"name": "md_greedy", "scale": "dk"},
+    {"name": "md_stochastic", "scale": "dk"},
+    {"name": "md_weighted_greedy", "weights": "slides"},
+    {"name": "md_greedy_weighted", "importance": {"variant": "thesis_code", "entropy": 0.1}},
     {"name": "rand_k", "shared_seed": True},
     {"name": "rand_k", "scale": "none"},
     {"name": "top_k", "scale": "dk"},
@@ -80,8 +85,11 @@ def run(
     n, d = G.shape
     rng = WorkerRNG(seed, n, device=G.device)
     state = comp.init_state(n, d, G.device, G.dtype)
+    # an objective for the operators that query one (the importance-based family)
+    curvature = torch.linspace(0.5, 2.0, d, dtype=G.dtype, device=G.device)
+    problem = SeparableQuadratic(curvature, torch.ones_like(G))
     for t in range(rounds):
-        ctx = RoundContext(round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=1.0)
+        ctx = RoundContext(round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
         raw, state = comp.compress(G, state, rng, ctx)
         out = quant.quantize(raw, rng) if quant is not None else raw
     return raw, out

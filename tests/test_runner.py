@@ -37,12 +37,14 @@ def test_metrics_rows_and_bits(tmp_path):
         "grad_norm_rel",
         "bits",
         "bits_total",
+        "grad_evals",
         "wall_time",
     ]
     assert m["round"].tolist() == [0, 3, 6, 9, 10]
     assert m["bits"].tolist() == [148.0 * r for r in (0, 3, 6, 9, 10)]
     assert m["bits_total"].tolist() == [2 * 148 * r for r in (0, 3, 6, 9, 10)]
     assert m["grad_norm_rel"].iloc[0] == 1.0
+    assert m["grad_evals"].tolist() == [0, 3, 6, 9, 10]  # DCGD: one local gradient per round
     assert (m["loss_gap"] >= -1e-12).all() and m["loss"].is_monotonic_decreasing
     assert summary["status"] == "completed" and summary["stop_reason"] == "rounds"
     assert summary["rounds_done"] == 10 and summary["total_bits"] == 1480

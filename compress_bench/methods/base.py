@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from compress_bench.comm import SimulatedCommunicator
-from compress_bench.compressors.base import Compressor, Quantizer, RoundContext
+from compress_bench.compressors.base import Compressor, Message, Quantizer, RoundContext
 from compress_bench.problems.base import Problem
 from compress_bench.rng import WorkerRNG
 
@@ -38,6 +38,7 @@ class Proposal:
     x: torch.Tensor
     state: Any
     bits: torch.Tensor  # (n,) int64 uplink bits of this round per worker
+    message: Message | None = None  # what was sent (for alternative bit conventions)
 
 
 class Method(ABC):

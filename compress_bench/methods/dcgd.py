@@ -24,4 +24,4 @@ class DCGD(Method):
         ctx = RoundContext(round_index=round_index, x=x, lr=self.lr, problem=self.problem)
         message, cstate = self.compress(ev.grads, state["compressor"], ctx)
         x_next = x - self.lr * self.communicator.average(message)
-        return Proposal(x_next, {**state, "compressor": cstate}, message.bits)
+        return Proposal(x_next, {**state, "compressor": cstate}, message.bits, message)

@@ -17,6 +17,7 @@ from compress_bench.rng import STREAM_INIT, generator
 __all__ = ["Problem", "Reference", "LogisticRegression", "build_problem", "PROBLEMS"]
 
 PROBLEMS = ("mushrooms", "synthetic_logreg")
+THESIS_INIT_SEED = 18  # fixed in the thesis code, independent of the run's seed
 OFFLINE_ENV = "COMPRESS_BENCH_OFFLINE"  # set (non-empty) to never download datasets
 
 
@@ -26,7 +27,10 @@ def _initial_point(init: str, d: int, seed: int) -> np.ndarray:
     if init == "random":  # N(0, I), as the EF21 code starts
         gen = generator(seed, STREAM_INIT)
         return torch.randn(d, generator=gen, dtype=torch.float64).numpy()
-    raise ConfigError(f"unknown init {init!r} (available: zeros, random)")
+    if init == "thesis":  # the thesis code's start: legacy RandomState(18), norm 0.5
+        u = np.random.RandomState(THESIS_INIT_SEED).random_sample(d)
+        return 0.5 * u / np.linalg.norm(u)
+    raise ConfigError(f"unknown init {init!r} (available: zeros, random, thesis)")
 
 
 def _writable(path: Path) -> bool:

@@ -30,10 +30,17 @@ class Problem(ABC):
     n_workers: int
     device: torch.device
     dtype: torch.dtype
+    #: batched oracle calls so far (each is one local gradient evaluation per worker); the
+    #: runner reports it so that the price of operators that query the objective is visible
+    evaluations: int = 0
 
     @abstractmethod
     def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-worker losses (n,) and gradients (n, d) at the rows of X."""
+
+    def grad(self, X: torch.Tensor) -> torch.Tensor:
+        """Per-worker gradients (n, d) at the rows of X (override when losses cost extra)."""
+        return self.loss_and_grad(X)[1]
 
     @abstractmethod
     def initial_point(self) -> torch.Tensor:

@@ -68,13 +68,23 @@ class LogisticRegression(Problem):
 
     # --- oracle ----------------------------------------------------------------------------
 
+    def _margins(self, X: torch.Tensor) -> torch.Tensor:
+        """-b_j a_j^T x_i for every row j of worker i's shard: (n, m_max)."""
+        self.evaluations += 1
+        return -torch.bmm(self._signed_rows, X.unsqueeze(2)).squeeze(2)
+
+    def _grad_from_margins(self, X: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:
+        coeff = self._row_weights * torch.sigmoid(margins)
+        return -torch.bmm(coeff.unsqueeze(1), self._signed_rows).squeeze(1) + self.l2 * X
+
     def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        margins = -torch.bmm(self._signed_rows, X.unsqueeze(2)).squeeze(2)  # -b_j a_j^T x_i
+        margins = self._margins(X)
         ridge = 0.5 * self.l2 * (X * X).sum(dim=1)
         losses = (self._row_weights * F.softplus(margins, threshold=_SOFTPLUS_THRESHOLD)).sum(1)
-        coeff = self._row_weights * torch.sigmoid(margins)
-        grads = -torch.bmm(coeff.unsqueeze(1), self._signed_rows).squeeze(1) + self.l2 * X
-        return losses + ridge, grads
+        return losses + ridge, self._grad_from_margins(X, margins)
+
+    def grad(self, X: torch.Tensor) -> torch.Tensor:
+        return self._grad_from_margins(X, self._margins(X))
 
     def hessian(self, x: torch.Tensor) -> torch.Tensor:
         """Hessian of f at x, (d, d): (1/n) sum_i (1/m_i) sum_j s_j(1-s_j) a_j a_j^T + lambda I."""

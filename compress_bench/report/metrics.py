@@ -18,8 +18,10 @@ METRIC_COLUMNS = (
     "grad_norm_rel",  # ||grad f(x^k)|| / ||grad f(x^0)||
     "bits",  # cumulative uplink bits per worker spent to reach x^k
     "bits_total",  # cumulative uplink bits of all workers
+    "grad_evals",  # local gradient evaluations per worker spent to reach x^k
     "wall_time",  # seconds since the first round started
 )
+THESIS_BITS_COLUMN = "bits_thesis"  # bits per worker under bits_convention=thesis
 
 
 class MetricsWriter:

@@ -16,7 +16,7 @@ export COMPRESS_BENCH_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: help install run test test-slow lint format bench clean
+.PHONY: help install run test test-slow lint format bench figures docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,17 @@ format: install  ## apply ruff's fixes and formatting
 
 bench: install  ## the benchmarks (ratios measured in one run on this machine)
 	$(BIN)/python benchmarks/bench_dcgd.py
+	$(BIN)/python benchmarks/bench_importance.py
+	$(BIN)/python benchmarks/bench_compressors.py
 
 clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+
+FIGURES := outputs/figures
+figures: install  ## regenerate the thesis logistic-regression figure and its table
+	rm -rf $(FIGURES)/thesis_logreg
+	$(BIN)/compress-bench -m experiment=thesis_logreg hydra.sweep.dir=$(FIGURES)/thesis_logreg progress=false
+	$(BIN)/python -m compress_bench.report.figures thesis_logreg $(FIGURES)/thesis_logreg $(FIGURES)/thesis_logreg.png
+
+docs: install  ## regenerate docs/compressors.md from the registries
+	$(BIN)/python -m compress_bench.docs > docs/compressors.md

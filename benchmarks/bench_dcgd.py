@@ -16,19 +16,21 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 
-from compress_bench.config import register_configs
+from compress_bench.config import compose_config
 from compress_bench.runner import build_run, execute
 
 
 def build(n: int, rounds: int):
-    register_configs()
-    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "compressor=top_k", "quantizer=power_of_two", f"n_workers={n}", f"rounds={rounds}",
-            f"log_every={rounds + 1}", "progress=false", "device=cpu",
-        ])
+    cfg = compose_config(
+        "compressor=top_k",
+        "quantizer=power_of_two",
+        f"n_workers={n}",
+        f"rounds={rounds}",
+        f"log_every={rounds + 1}",
+        "progress=false",
+        "device=cpu",
+    )
     return build_run(cfg)
 
 
@@ -62,12 +64,16 @@ def main() -> None:
             grads[n].append(gradient_seconds(runs[n].problem))
     base_round = statistics.median(rounds[1])
     base_grad = statistics.median(grads[1])
-    print(f"{'n':>4} {'rounds/s':>9} {'round ms':>9} {'grad ms':>8} {'round/round(n=1)':>17} "
-          f"{'round/grad(n=1)':>16}")
+    print(
+        f"{'n':>4} {'rounds/s':>9} {'round ms':>9} {'grad ms':>8} {'round/round(n=1)':>17} "
+        f"{'round/grad(n=1)':>16}"
+    )
     for n in workers:
         r, g = statistics.median(rounds[n]), statistics.median(grads[n])
-        print(f"{n:>4} {1 / r:>9.0f} {1e3 * r:>9.3f} {1e3 * g:>8.3f} {r / base_round:>17.2f} "
-              f"{r / base_grad:>16.2f}")
+        print(
+            f"{n:>4} {1 / r:>9.0f} {1e3 * r:>9.3f} {1e3 * g:>8.3f} {r / base_round:>17.2f} "
+            f"{r / base_grad:>16.2f}"
+        )
     print("goals: round(n=100)/round(n=1) <= 1.5; round(n=1)/grad(n=1) <= 3")
 
 

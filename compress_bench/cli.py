@@ -42,17 +42,23 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run = build_run(cfg)
+        summary = execute(build_run(cfg), out_dir)
     except UserError as err:
         _record_failure(out_dir, err)
-        if hydra_cfg.mode == RunMode.RUN:
+        if not sweeping:
             # Leave through SystemExit: Hydra would add its own "Error executing job" line.
             print(f"compress-bench: error: {one_line(err)}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
         log.error("job %s failed: %s", hydra_cfg.job.num, one_line(err))
-        raise  # Hydra marks the job failed; the rest of the sweep goes on
-    summary = execute(run, out_dir)
+        return  # the sweep goes on; its report names this job
+    except Exception as err:
+        if not sweeping:
+            raise  # an unexpected error is a bug: show the traceback
+        _record_failure(out_dir, err)
+        log.exception("job %s failed", hydra_cfg.job.num)
+        return
     log.info(
         "%s after %d rounds: grad_norm_rel %.3e, f - f* %.3e, %.4g bits per worker -> %s",
         summary["status"],
@@ -65,11 +71,13 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def _record_failure(out_dir: Path, err: Exception) -> None:
-    """A job that fails before its first round still leaves a summary (sweep reports read it)."""
+    """A job that fails before its first round still leaves a summary (sweep reports read it);
+    one that fails during the rounds already has the runner's fuller one, which is kept."""
     from compress_bench.report import write_json_atomic
 
-    if out_dir.is_dir():
-        write_json_atomic(out_dir / "summary.json", {"status": "failed", "error": str(err)})
+    path = out_dir / "summary.json"
+    if out_dir.is_dir() and not path.exists():
+        write_json_atomic(path, {"status": "failed", "error": one_line(err)})
 
 
 def one_line(err: BaseException) -> str:
@@ -96,6 +104,12 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
+        # after a sweep: non-zero when a job failed (the report in the sweep folder names it)
+        from compress_bench.report import callback, sweep
+
+        code = sweep.exit_code(callback.LAST_REPORT)
+        if code:
+            sys.exit(code)
     except (UserError, HydraException, OmegaConfBaseException) as err:
         if debug:
             raise

@@ -34,6 +34,12 @@ class Init(Enum):
     thesis = "thesis"
 
 
+class Storage(Enum):
+    auto = "auto"
+    dense = "dense"
+    sparse = "sparse"
+
+
 class BitsConvention(Enum):
     spec = "spec"
     thesis = "thesis"
@@ -75,6 +81,11 @@ class Rounding(Enum):
     log2 = "log2"
 
 
+class Sampling(Enum):
+    uniform = "uniform"
+    bernoulli = "bernoulli"
+
+
 # --- problems ------------------------------------------------------------------------------
 
 
@@ -87,6 +98,7 @@ class LogRegConfig:
     split: Split = Split.iid
     split_seed: int | None = None  # None: the run's seed
     init: Init = Init.zeros
+    storage: Storage = Storage.auto  # auto: sparse (CSR) below 30% non-zeros, else dense
 
 
 @dataclass
@@ -124,6 +136,18 @@ class RandKConfig:
 class TopKConfig:
     name: str = "top_k"
     scale: TopKScale = TopKScale.none
+
+
+@dataclass
+class BiasedRandKConfig:
+    name: str = "biased_rand_k"
+    sampling: Sampling = Sampling.uniform
+    shared_seed: bool = False
+
+
+@dataclass
+class AdaptiveRandKConfig:
+    name: str = "adaptive_rand_k"
 
 
 @dataclass
@@ -165,6 +189,41 @@ class PowerOfTwoConfig:
     clip_exponent_at_zero: bool = False
 
 
+@dataclass
+class NaturalConfig:
+    name: str = "natural"
+
+
+@dataclass
+class StandardDitheringConfig:
+    name: str = "standard_dithering"
+    levels: int = 8
+    norm: float = 2.0  # p in [1, inf]; inf is accepted
+
+
+@dataclass
+class QSGDConfig:
+    name: str = "qsgd"
+    levels: int = 8
+
+
+@dataclass
+class NaturalDitheringConfig:
+    name: str = "natural_dithering"
+    levels: int = 8
+    norm: float = 2.0
+
+
+@dataclass
+class SignConfig:
+    name: str = "sign"
+
+
+@dataclass
+class ScaledSignConfig:
+    name: str = "scaled_sign"
+
+
 # --- methods -------------------------------------------------------------------------------
 
 
@@ -204,15 +263,38 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "identity": IdentityConfig,
         "rand_k": RandKConfig,
         "top_k": TopKConfig,
+        "biased_rand_k": BiasedRandKConfig,
+        "adaptive_rand_k": AdaptiveRandKConfig,
         "md_stochastic": MDUnweightedConfig,
         "md_greedy": MDUnweightedConfig,
         "md_greedy_weighted": MDWeightedConfig,
         "md_weighted_greedy": MDWeightedConfig,
     },
     "importance": {"spec": ImportanceConfig, "thesis_code": ImportanceConfig},
-    "quantizer": {"none": NoQuantizerConfig, "power_of_two": PowerOfTwoConfig},
+    "quantizer": {
+        "none": NoQuantizerConfig,
+        "power_of_two": PowerOfTwoConfig,
+        "natural": NaturalConfig,
+        "standard_dithering": StandardDitheringConfig,
+        "qsgd": QSGDConfig,
+        "natural_dithering": NaturalDitheringConfig,
+        "sign": SignConfig,
+        "scaled_sign": ScaledSignConfig,
+    },
     "method": {"dcgd": DCGDConfig},
 }
+
+
+def compose_config(*overrides: str, hydra_node: bool = False) -> DictConfig:
+    """The composed run config for ``overrides``, as the CLI would build it (for tests,
+    benchmarks and notebooks; no run directory, no logging set-up)."""
+    from hydra import compose, initialize_config_module
+
+    register_configs()
+    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
+        return compose(
+            config_name="config", overrides=list(overrides), return_hydra_config=hydra_node
+        )
 
 
 def register_configs() -> None:

@@ -52,9 +52,21 @@ class WorkerRNG:
         """Row i holds d draws from U[0, 1) of worker i's stream; shape (n, d)."""
         # A loop over workers is unavoidable here: torch has no batched multi-generator draw,
         # and one stream per worker is what keeps the simulator faithful to a real cluster.
-        return torch.stack(
-            [torch.rand(d, generator=g, dtype=dtype, device=self.device) for g in self.generators]
-        )
+        # Filling the rows of one tensor in place draws the same numbers as torch.rand(d)
+        # per worker without the copy torch.stack would make. The result is a fresh tensor
+        # the caller owns (the natural quantizer computes in it).
+        out = torch.empty((self.n_workers, d), dtype=dtype, device=self.device)
+        for row, g in zip(out, self.generators, strict=True):
+            row.uniform_(generator=g)
+        return out
+
+    def shared_round_generators(self, round_index: int) -> list[torch.Generator]:
+        """Fresh generators, one per worker i, of the stream worker i shares with the server in
+        this round (the server rebuilds the same one from ``(seed, i, round_index)``)."""
+        return [
+            generator(self.seed, STREAM_SHARED_ROUND, i, round_index, device=self.device)
+            for i in range(self.n_workers)
+        ]
 
     def shared_round_uniform(
         self, round_index: int, d: int, dtype: torch.dtype = torch.float64
@@ -62,15 +74,8 @@ class WorkerRNG:
         """Row i: d uniforms from the stream worker i shares with the server in this round."""
         return torch.stack(
             [
-                torch.rand(
-                    d,
-                    generator=generator(
-                        self.seed, STREAM_SHARED_ROUND, i, round_index, device=self.device
-                    ),
-                    dtype=dtype,
-                    device=self.device,
-                )
-                for i in range(self.n_workers)
+                torch.rand(d, generator=g, dtype=dtype, device=self.device)
+                for g in self.shared_round_generators(round_index)
             ]
         )
 

@@ -61,16 +61,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_lr(lr: Any, compressor, problem) -> float:
+def resolve_lr(lr: Any, compressor, quantizer, problem) -> float:
     """``lr=auto``: 1/L for deterministic and unscaled operators, (k/d)/L for the d/k-scaled
-    forms, and 1/(L + 2 omega L_max / n) for unbiased operators (spec section 20)."""
+    forms, and 1/(L + 2 omega L_max / n) for unbiased operators (spec section 20), where an
+    unbiased quantizer after an unbiased compressor gives omega = (1 + w_C)(1 + w_Q) - 1
+    (independent randomness; w_Q taken at d values, an upper bound after a sparsifier)."""
     if lr != "auto":
         return float(lr)
     L, d, n = problem.smoothness, problem.d, problem.n_workers
-    omega = compressor.omega(d)
-    if compressor.unbiased and omega:
-        L_max = float(problem.worker_smoothness.max())
-        return 1.0 / (L + 2.0 * omega * L_max / n)
+    omega_c, omega_q = compressor.omega(d), quantizer.omega(d)
+    unbiased = compressor.unbiased and quantizer.unbiased
+    if unbiased and omega_c is not None and omega_q is not None:
+        omega = (1 + omega_c) * (1 + omega_q) - 1
+        if omega > 0:
+            L_max = float(problem.worker_smoothness.max())
+            return 1.0 / (L + 2.0 * omega * L_max / n)
     return compressor.lr_factor(d) / L
 
 
@@ -100,7 +105,7 @@ def build_run(cfg: DictConfig) -> Run:
         raise ConfigError(
             "bits_convention=thesis counts powers of two: it needs quantizer=power_of_two"
         )
-    lr = resolve_lr(plain.lr, compressor, problem)
+    lr = resolve_lr(plain.lr, compressor, quantizer, problem)
     method = build_method(
         plain.method.name,
         problem=problem,
@@ -176,6 +181,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     progress = _Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
+    last_round = {"compression_error": math.nan, "bits_per_coordinate": math.nan}
     try:
         with MetricsWriter(out_dir / "metrics.csv", columns) as writer:
             for k in range(rounds + 1):
@@ -193,6 +199,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     "grad_norm_rel": rel,
                     **bits.row(),
                     "grad_evals": grad_evals,
+                    **last_round,
                     "wall_time": time.perf_counter() - start,
                 }
                 stop = None
@@ -217,6 +224,10 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     break
                 x, state = proposal.x, proposal.state
                 bits.add(spent)
+                last_round = {
+                    "compression_error": proposal.compression_error,
+                    "bits_per_coordinate": spent[0] / (n * problem.d),
+                }
                 progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         summary.update(status="failed", stop_reason=type(err).__name__, error=str(err) or repr(err))

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from compress_bench.cli import main
+from compress_bench.compressors import COMPRESSORS, QUANTIZERS
 from tests.conftest import run_cli
 
 SYNTH = ("problem=synthetic_logreg", "progress=false")
@@ -67,12 +68,27 @@ def test_concurrent_runs_get_distinct_directories(tmp_path):
     assert len(run_dirs(tmp_path)) == 3
 
 
-def test_multirun_sweep_keeps_going_past_a_failed_job(tmp_path):
-    result = run_cli("-m", *SYNTH, "rounds=3", "compressor=top_k,rand_k", "lr=0.5,-1", cwd=tmp_path)
-    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/*/summary.json"))
-    statuses = sorted(json.loads(p.read_text())["status"] for p in jobs)
-    assert statuses == ["completed", "completed", "failed", "failed"]
-    assert result.returncode != 0 and "lr must be positive" in result.stderr
+def test_multirun_sweep_keeps_going_past_a_failed_job_and_reports(tmp_path):
+    result = run_cli(
+        "-m",
+        *SYNTH,
+        "rounds=5",
+        "compressor=top_k,rand_k",
+        "seed=0,1,2",
+        "lr=0.5,-1",
+        cwd=tmp_path,
+    )
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    jobs = sorted(sweep.glob("*/summary.json"))
+    statuses = [json.loads(p.read_text())["status"] for p in jobs]
+    assert sorted(statuses) == ["completed"] * 6 + ["failed"] * 6
+    assert result.returncode == 1 and "lr must be positive" in result.stderr
+    table = pd.read_csv(sweep / "summary.csv")
+    assert len(table) == 12 and {"compressor", "seed", "lr", "status"} <= set(table.columns)
+    failed = table[table["status"] == "failed"]
+    assert (failed["lr"].astype(float) == -1).all() and len(failed) == 6
+    assert (sweep / "comparison.png").stat().st_size > 20_000
+    assert "failed" in result.stderr  # the report names the failed jobs
 
 
 def test_divergence_exits_zero_with_a_warning(tmp_path):
@@ -109,11 +125,11 @@ def test_a_killed_run_keeps_its_rows(tmp_path):
 
 BAD_INPUT = [
     (
-        ["compressor=md_weighted_greedy"],
-        "unknown compressor 'md_weighted_greedy' (available: identity, rand_k, top_k)",
+        ["compressor=no_such_operator"],
+        "unknown compressor 'no_such_operator' (available: " + ", ".join(sorted(COMPRESSORS)),
     ),
     (["problem=nope"], "unknown problem 'nope'"),
-    (["quantizer=nope"], "unknown quantizer 'nope' (available: none, power_of_two)"),
+    (["quantizer=nope"], "unknown quantizer 'nope' (available: " + ", ".join(sorted(QUANTIZERS))),
     (["ratio=0"], "ratio must be in (0, 1], got 0"),
     (["ratio=1.5"], "ratio must be in (0, 1], got 1.5"),
     (["ratio=-0.1"], "ratio must be in (0, 1]"),

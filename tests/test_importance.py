@@ -22,8 +22,9 @@ W6 = torch.tensor([[0.1, 0.3, 0.05, 0.2, 0.25, 0.1]], dtype=torch.float64)
 
 
 def spec12():
-    problem = SeparableQuadratic(torch.tensor([1.0, 2.0], dtype=torch.float64),
-                                 torch.zeros(1, 2, dtype=torch.float64))
+    problem = SeparableQuadratic(
+        torch.tensor([1.0, 2.0], dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
+    )
     x = torch.tensor([1.0, 1.0], dtype=torch.float64)
     G = problem.grad(x.unsqueeze(0))
     return problem, x, G
@@ -38,10 +39,12 @@ def test_spec_12_one_step():
     np.testing.assert_allclose(G.numpy(), [[1.0, 2.0]])
     solver = ImportanceSolver(steps=1)
     z = solver.solve(None, x, G, 0.5, problem)
-    np.testing.assert_allclose(torch.softmax(z, 1).numpy(), [[0.3486451353, 0.6513548647]],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        torch.softmax(z, 1).numpy(), [[0.3486451353, 0.6513548647]], atol=1e-9
+    )
     assert phi(problem, x, G, torch.full((1, 2), 0.5, dtype=torch.float64)) == pytest.approx(
-        0.53125, abs=1e-12)
+        0.53125, abs=1e-12
+    )
 
 
 def test_spec_12_reaches_the_exact_minimiser():
@@ -56,8 +59,10 @@ def test_spec_12_mirror_descent_bound_and_simplex():
     """min_t phi(w_t) - phi* <= log(d)/(gamma K) + gamma G_inf^2 / 2 (spec 12 property)."""
     gen = torch.Generator().manual_seed(3)
     d = 8
-    problem = SeparableQuadratic(torch.rand(d, generator=gen, dtype=torch.float64) + 0.5,
-                                 torch.randn(1, d, generator=gen, dtype=torch.float64))
+    problem = SeparableQuadratic(
+        torch.rand(d, generator=gen, dtype=torch.float64) + 0.5,
+        torch.randn(1, d, generator=gen, dtype=torch.float64),
+    )
     x = torch.randn(d, generator=gen, dtype=torch.float64)
     G = problem.grad(x.unsqueeze(0))
     solver = ImportanceSolver(steps=1, lr=0.3)
@@ -111,14 +116,16 @@ def test_warm_start_keeps_state_and_cold_start_does_not():
     cold = ImportanceSolver(steps=5, warm_start=False)
     z = warm.solve(None, x, G, 0.5, problem)
     assert not torch.equal(warm.solve(z, x, G, 0.5, problem), z)
-    torch.testing.assert_close(cold.solve(z, x, G, 0.5, problem), cold.solve(None, x, G, 0.5,
-                                                                             problem))
+    torch.testing.assert_close(
+        cold.solve(z, x, G, 0.5, problem), cold.solve(None, x, G, 0.5, problem)
+    )
     abs_init = ImportanceSolver(steps=0, init="abs_grad").solve(None, x, G, 0.5, problem)
     np.testing.assert_allclose(torch.softmax(abs_init, 1).numpy(), [[1 / 3, 2 / 3]])
 
 
-@pytest.mark.parametrize("bad", [{"steps": -1}, {"lr": 0}, {"variant": "x"}, {"init": "x"},
-                                 {"entropy": -1.0}])
+@pytest.mark.parametrize(
+    "bad", [{"steps": -1}, {"lr": 0}, {"variant": "x"}, {"init": "x"}, {"entropy": -1.0}]
+)
 def test_solver_rejects_bad_options(bad):
     with pytest.raises(ValueError):
         ImportanceSolver(**bad)
@@ -132,8 +139,10 @@ def test_spec_13_successive_sampling_frequencies():
     w = W6.expand(n, -1)
     u = torch.rand(n, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     freq = successive_sampling_mask(w, 2, u).double().mean(0)
-    pi = torch.tensor([0.2175647452, 0.5574561404, 0.1117063492, 0.4073517126, 0.4883563074,
-                       0.2175647452], dtype=torch.float64)
+    pi = torch.tensor(
+        [0.2175647452, 0.5574561404, 0.1117063492, 0.4073517126, 0.4883563074, 0.2175647452],
+        dtype=torch.float64,
+    )
     assert torch.all((freq - pi).abs() <= 4 * torch.sqrt(pi * (1 - pi) / n))
     w3 = torch.tensor([[0.5, 0.3, 0.2]], dtype=torch.float64).expand(n, -1)
     u3 = torch.rand(n, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -167,20 +176,28 @@ def test_spec_14_16_examples():
     np.testing.assert_allclose(torch.where(kept, X6, 0.0).numpy(), [[0, -2, 0, 0, -1, 0]])
     # MD Greedy Weighted, ratio * d = 2 (ratio 1/3, d = 6, k = 2)
     code = weighted_values(X6, W6, kept, 2, 1 / 3, "code")
-    np.testing.assert_allclose(torch.where(kept, code, 0.0).numpy(),
-                               [[0, -2.1818181818, 0, 0, -0.9090909091, 0]], atol=1e-9)
+    np.testing.assert_allclose(
+        torch.where(kept, code, 0.0).numpy(),
+        [[0, -2.1818181818, 0, 0, -0.9090909091, 0]],
+        atol=1e-9,
+    )
     slides = weighted_values(X6, W6, kept, 2, 1 / 3, "slides")
-    np.testing.assert_allclose(torch.where(kept, slides, 0.0).numpy(),
-                               [[0, -1.8, 0, 0, -0.75, 0]], atol=1e-12)
+    np.testing.assert_allclose(
+        torch.where(kept, slides, 0.0).numpy(), [[0, -1.8, 0, 0, -0.75, 0]], atol=1e-12
+    )
     # MD Weighted Greedy: |w x| = [0.05, 0.6, 0, 0.6, 0.25, 0.2] -> S = {1, 3}
     kept = top_k_mask((W6 * X6).abs(), 2)
     assert kept.nonzero()[:, 1].tolist() == [1, 3]
     np.testing.assert_allclose(
         torch.where(kept, weighted_values(X6, W6, kept, 2, 1 / 3, "code"), 0.0).numpy(),
-        [[0, -2.4, 0, 2.4, 0, 0]], atol=1e-12)
+        [[0, -2.4, 0, 2.4, 0, 0]],
+        atol=1e-12,
+    )
     np.testing.assert_allclose(
         torch.where(kept, weighted_values(X6, W6, kept, 2, 1 / 3, "slides"), 0.0).numpy(),
-        [[0, -1.8, 0, 1.8, 0, 0]], atol=1e-12)
+        [[0, -1.8, 0, 1.8, 0, 0]],
+        atol=1e-12,
+    )
 
 
 def md_message(name, G, problem, x, ratio=0.2, **options):
@@ -195,8 +212,10 @@ def md_message(name, G, problem, x, ratio=0.2, **options):
 def quad():
     gen = torch.Generator().manual_seed(11)
     d = 40
-    problem = SeparableQuadratic(torch.rand(d, generator=gen, dtype=torch.float64) + 0.5,
-                                 torch.randn(3, d, generator=gen, dtype=torch.float64))
+    problem = SeparableQuadratic(
+        torch.rand(d, generator=gen, dtype=torch.float64) + 0.5,
+        torch.randn(3, d, generator=gen, dtype=torch.float64),
+    )
     x = torch.randn(d, generator=gen, dtype=torch.float64)
     return problem, x, problem.grad(x.expand(3, -1))
 
@@ -250,5 +269,6 @@ def test_md_stochastic_is_seeded_and_uses_its_rng(quad):
 def test_md_operators_need_the_problem():
     comp = build_compressor({"name": "md_greedy"}, ratio=0.5)
     with pytest.raises(ValueError, match="needs the round's problem"):
-        comp.compress(X6, comp.init_state(1, 6, "cpu", torch.float64), WorkerRNG(0, 1),
-                      RoundContext())
+        comp.compress(
+            X6, comp.init_state(1, 6, "cpu", torch.float64), WorkerRNG(0, 1), RoundContext()
+        )

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from scipy.optimize import minimize
 from scipy.special import expit
 
@@ -162,10 +163,8 @@ def test_reference_matches_scipy_lbfgs_on_an_independent_objective(tmp_path):
 
 
 def test_mushrooms_constants(mushrooms_dir):
-    cfg = type(
-        "Cfg",
-        (),
-        {"name": "mushrooms", "l2": 0.1, "split": "iid", "split_seed": None, "init": "zeros"},
+    cfg = OmegaConf.create(
+        {"name": "mushrooms", "l2": 0.1, "split": "iid", "split_seed": None, "init": "zeros"}
     )
     p = build_problem(cfg, 1, 0, torch.device("cpu"), torch.float64, mushrooms_dir)
     assert (p.d, p.n_workers) == (112, 1)
@@ -178,9 +177,7 @@ def test_mushrooms_constants(mushrooms_dir):
 
 
 def test_random_init_is_seeded():
-    cfg = type(
-        "Cfg",
-        (),
+    cfg = OmegaConf.create(
         {
             "name": "synthetic_logreg",
             "l2": 0.1,
@@ -191,7 +188,7 @@ def test_random_init_is_seeded():
             "dim": 4,
             "data_seed": 0,
             "label_noise": 0.5,
-        },
+        }
     )
 
     def x0(seed):
@@ -199,3 +196,20 @@ def test_random_init_is_seeded():
 
     assert torch.equal(x0(0), x0(0)) and not torch.equal(x0(0), x0(1))
     assert float(x0(0).norm()) > 0
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_sparse_and_dense_storage_agree(n):
+    features, labels = synthetic_logreg_data(97, 9, seed=8, label_noise=0.5)
+    features[np.abs(features) < 1.5] = 0.0  # about 87% zeros
+    shards = split_indices(labels, n, "iid", 0)
+    dense, sparse = (
+        LogisticRegression(features, labels, shards, 0.1, np.zeros(9), "t", storage=s)
+        for s in ("dense", "sparse")
+    )
+    assert LogisticRegression(features, labels, shards, 0.1, np.zeros(9), "t").storage == "sparse"
+    X = torch.from_numpy(np.random.default_rng(0).standard_normal((n, 9)))
+    for a, b in zip(dense.loss_and_grad(X), sparse.loss_and_grad(X), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+    torch.testing.assert_close(dense.grad(X), sparse.grad(X), rtol=1e-13, atol=1e-15)
+    assert dense.smoothness == pytest.approx(sparse.smoothness, rel=1e-14)

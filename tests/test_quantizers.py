@@ -156,13 +156,13 @@ def test_underflowed_values_still_counted():
 def test_no_quantizer_passes_message_through():
     message = Message.dense(torch.randn(2, 5))
     assert NoQuantizer().quantize(message, RNG) is message
-    assert build_quantizer({"name": "none"}).contraction() == 1.0
+    assert build_quantizer({"name": "none"}).contraction(5) == 1.0
 
 
 def test_contraction_constants():
-    assert quantizer("nearest").contraction() == 9 / 8
-    assert quantizer("log2").contraction() == pytest.approx((1 + math.sqrt(2)) / 2)
-    assert quantizer("log2", True).contraction() is None
+    assert quantizer("nearest").contraction(112) == 9 / 8
+    assert quantizer("log2").contraction(112) == pytest.approx((1 + math.sqrt(2)) / 2)
+    assert quantizer("log2", True).contraction(112) is None
     assert PowerOfTwo.value_bits == 9 and not PowerOfTwo.unbiased
 
 

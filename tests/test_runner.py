@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_module
 
-from compress_bench.config import register_configs
+from compress_bench.config import compose_config
 from compress_bench.errors import ConfigError
 from compress_bench.runner import build_run, execute
 
@@ -16,9 +16,7 @@ SYNTH = ["problem=synthetic_logreg", "progress=false"]
 
 
 def config(*overrides):
-    register_configs()
-    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=[*SYNTH, *overrides])
+    return compose_config(*SYNTH, *overrides)
 
 
 def run(tmp_path, *overrides):
@@ -38,6 +36,8 @@ def test_metrics_rows_and_bits(tmp_path):
         "bits",
         "bits_total",
         "grad_evals",
+        "compression_error",
+        "bits_per_coordinate",
         "wall_time",
     ]
     assert m["round"].tolist() == [0, 3, 6, 9, 10]
@@ -45,6 +45,10 @@ def test_metrics_rows_and_bits(tmp_path):
     assert m["bits_total"].tolist() == [2 * 148 * r for r in (0, 3, 6, 9, 10)]
     assert m["grad_norm_rel"].iloc[0] == 1.0
     assert m["grad_evals"].tolist() == [0, 3, 6, 9, 10]  # DCGD: one local gradient per round
+    # diagnostics of the round that produced x^k (none for x^0)
+    assert math.isnan(m["compression_error"].iloc[0]) and math.isnan(m["bits_per_coordinate"][0])
+    assert (m["bits_per_coordinate"].iloc[1:] == 148 / 20).all()
+    assert ((m["compression_error"].iloc[1:] > 0) & (m["compression_error"].iloc[1:] <= 0.8)).all()
     assert (m["loss_gap"] >= -1e-12).all() and m["loss"].is_monotonic_decreasing
     assert summary["status"] == "completed" and summary["stop_reason"] == "rounds"
     assert summary["rounds_done"] == 10 and summary["total_bits"] == 1480
@@ -145,3 +149,9 @@ def test_auto_lr_follows_the_operator(tmp_path):
 def test_invalid_values_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         build_run(config(override))
+
+
+def test_identity_has_no_compression_error_and_32_bits_per_coordinate(tmp_path):
+    _, m = run(tmp_path, "compressor=identity", "rounds=3", "log_every=1")
+    assert m["compression_error"].iloc[1:].tolist() == [0.0] * 3
+    assert m["bits_per_coordinate"].iloc[1:].tolist() == [32.0] * 3

@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from compress_bench.compressors import RoundContext, build_compressor
-from compress_bench.compressors.selection import top_k_mask
+from compress_bench.compressors.selection import top_k_mask, uniform_subset_mask
 from compress_bench.compressors.sparsifiers import (
+    LARGE_D,
     Identity,
     RandK,
     TopK,
+    masked_values,
     rand_k_from_uniforms,
+    rand_k_support,
     sparse_message,
     top_k,
 )
@@ -393,3 +396,149 @@ def test_k_from_ratio_at_compress_time():
 def test_rejects_non_matrix_input():
     with pytest.raises(ValueError, match=r"\(n, d\)"):
         compress(TopK(ratio=0.5), torch.randn(5))
+
+
+# --- large d: the uniform k-subset sampler, RandK and TopK fast paths ----------------------
+
+BIG_D = LARGE_D + 4_465  # 70_001: the large-d paths, not a multiple of 8
+
+
+def subsets(d: int, k: int, draws: int, seed: int) -> torch.Tensor:
+    """``draws`` masks (draws, d) from one generator."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.stack([uniform_subset_mask(d, k, gen) for _ in range(draws)])
+
+
+@pytest.mark.parametrize(
+    ("d", "k"),
+    [(1, 1), (2, 1), (6, 2), (7, 4), (10, 3), (10, 9), (300, 1), (1000, 500), (1000, 999)]
+    + [(BIG_D, k) for k in (1, 100, 272, 273, BIG_D // 5, BIG_D // 2, BIG_D - 1)],
+)
+def test_uniform_subset_has_exactly_k_entries(d, k):
+    masks = subsets(d, k, 5, seed=d + k)
+    assert masks.dtype == torch.bool and masks.shape == (5, d)
+    assert (masks.sum(dim=1) == k).all()
+
+
+def test_uniform_subset_edge_k_draws_nothing():
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    assert not uniform_subset_mask(9, 0, gen).any()
+    assert uniform_subset_mask(9, 9, gen).all() and uniform_subset_mask(9, 12, gen).all()
+    assert torch.equal(gen.get_state(), state)
+
+
+# chi-square critical values at p = 1e-5 for the degrees of freedom used below
+CHI2_CRIT = {14: 48.0, 34: 79.0, 119: 194.0, 299: 428.0}
+
+
+@pytest.mark.parametrize(("d", "k"), [(6, 2), (7, 4), (10, 3), (300, 1)])
+def test_uniform_subset_every_subset_equally_likely(d, k):
+    """Chi-square of the counts of every k-subset (pairwise inclusion and more), covering
+    the removal (6, 2), complement (7, 4), addition and empty-start (300, 1) corrections."""
+    n_subsets = math.comb(d, k)
+    draws = 40 * n_subsets
+    masks = subsets(d, k, draws, seed=17)
+    observed = torch.unique(masks, dim=0, return_counts=True)[1].double()
+    assert observed.numel() == n_subsets  # every subset occurs
+    expected = draws / n_subsets
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < CHI2_CRIT[n_subsets - 1], chi2
+
+
+def test_uniform_subset_inclusion_frequency_large_d():
+    """Every index of d = 70_001 is kept in about k/d of the draws (chi-square over all d)."""
+    d, k, draws = BIG_D, BIG_D // 4, 120
+    counts = subsets(d, k, draws, seed=23).sum(dim=0).double()
+    p = k / d
+    chi2 = float(((counts - draws * p) ** 2 / (draws * p * (1 - p))).sum())
+    assert abs(chi2 - d) < 6 * math.sqrt(2 * d), chi2  # chi2(d) has mean d, sd sqrt(2 d)
+    # the pairs of neighbouring indices are kept together k(k-1)/(d(d-1)) of the time
+    masks = subsets(d, k, 40, seed=29)
+    together = (masks[:, 1:] & masks[:, :-1]).double().mean()
+    q = k * (k - 1) / (d * (d - 1))
+    assert abs(float(together) - q) < 6 * math.sqrt(q * (1 - q) / (40 * (d - 1)))
+
+
+def test_uniform_subset_is_deterministic():
+    a, b, c = (subsets(BIG_D, 999, 3, seed=s) for s in (7, 7, 8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # consecutive draws differ
+
+
+def test_randk_large_d_compress():
+    d, n, seed, ratio = BIG_D, 3, 12, 0.2
+    k = math.floor(ratio * d)
+    G = torch.randn(n, d, dtype=torch.float64) + 10.0  # no zero coordinates
+    op = RandK(ratio=ratio)
+    message = compress(op, G, seed=seed)
+    kept = message.values != 0
+    assert (kept.sum(dim=1) == k).all() and torch.equal(message.kept, kept)
+    assert torch.equal(message.values[kept], (G * (d / k))[kept])
+    assert message.bits.tolist() == [op.expected_bits(d)] * n == [k * (32 + 17)] * n
+    # the support is the sampler's draw from each worker's private stream
+    assert torch.equal(kept, rand_k_support(WorkerRNG(seed, n).generators, d, k))
+    # worker 0's draw does not depend on how many workers there are
+    assert torch.equal(compress(op, G[:1], seed=seed).values, message.values[:1])
+    assert torch.equal(compress(op, G, seed=seed).values, message.values)  # deterministic
+    unscaled = compress(RandK(ratio=ratio, scale="none"), G, seed=seed)
+    assert torch.equal(unscaled.values, torch.where(kept, G, 0.0))
+
+
+def test_randk_large_d_shared_seed_server_agreement():
+    d, n, seed, t, ratio = BIG_D, 2, 21, 9, 0.1
+    k = math.floor(ratio * d)
+    op = RandK(ratio=ratio, shared_seed=True)
+    G = torch.randn(n, d) + 10.0
+    message = compress(op, G, seed=seed, round_index=t)
+    assert message.bits.tolist() == [32 * k] * n == [op.expected_bits(d)] * n
+    server = rand_k_support(WorkerRNG(seed, n).shared_round_generators(t), d, k)
+    assert torch.equal(message.values != 0, server)
+    rng = WorkerRNG(seed, n)
+    op.compress(G, None, rng, RoundContext(t))  # the private streams are not consumed
+    assert torch.equal(rng.uniform(5), WorkerRNG(seed, n).uniform(5))
+    other = compress(op, G, seed=seed, round_index=t + 1)
+    assert not torch.equal(other.values != 0, server)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("factor", [1.0, 70_001 / 14_000])
+def test_masked_values_is_bitwise_where(dtype, factor):
+    gen = torch.Generator().manual_seed(3)
+    G = torch.randn(2, BIG_D, generator=gen).to(dtype)
+    G[0, :4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -0.0])
+    G[1, :4] = torch.tensor([float("inf"), float("nan"), -0.0, 0.0])
+    kept = torch.rand(2, BIG_D, generator=gen) < 0.3
+    kept[0, :4] = False
+    kept[1, :4] = True
+    expected = torch.where(kept, G * factor if factor != 1.0 else G, torch.zeros((), dtype=dtype))
+    got = masked_values(G, kept, factor)
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[G.element_size()]
+    assert got.dtype == dtype
+    assert torch.equal(got.view(bits), expected.view(bits))  # NaN and -0.0 included
+
+
+@pytest.mark.parametrize("scale", ["none", "dk"])
+def test_topk_large_d_is_bitwise_the_reference(scale):
+    gen = torch.Generator().manual_seed(8)
+    G = torch.randint(-40, 41, (2, BIG_D), generator=gen).float() / 3  # many ties
+    k = BIG_D // 5
+    message = top_k(G, k, scale)
+    kept = top_k_mask_reference(G.abs(), k)
+    factor = BIG_D / k if scale == "dk" else 1.0
+    expected = torch.where(kept, G * factor if factor != 1.0 else G, torch.zeros(()))
+    assert torch.equal(message.kept, kept)
+    assert torch.equal(message.values.view(torch.int32), expected.view(torch.int32))
+    assert message.value_count.tolist() == [k, k]
+    assert message.bits.tolist() == [k * (32 + 17)] * 2
+
+
+def top_k_mask_reference(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Spec 0.4 with NumPy's lexsort, row by row."""
+    rows = []
+    for row in scores.numpy():
+        mask = np.zeros(row.shape, dtype=bool)
+        mask[np.lexsort((np.arange(row.size), -row))[:k]] = True
+        rows.append(mask)
+    return torch.from_numpy(np.stack(rows))

@@ -6,18 +6,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from compress_bench.compressors import Message
 from compress_bench.compressors.bits import thesis_bits
 from compress_bench.compressors.quantizers import power_of_two
-from compress_bench.config import register_configs
+from compress_bench.config import compose_config
 from compress_bench.errors import ConfigError
 from compress_bench.problems import _initial_point
 from compress_bench.runner import build_run, execute
 
-OPERATORS = ["rand_k", "top_k", "md_greedy", "md_greedy_weighted", "md_weighted_greedy",
-             "md_stochastic"]
+OPERATORS = [
+    "rand_k",
+    "top_k",
+    "md_greedy",
+    "md_greedy_weighted",
+    "md_weighted_greedy",
+    "md_stochastic",
+]
 
 
 def thesis_code_bits(kept_values: np.ndarray) -> float:
@@ -37,7 +42,8 @@ def test_thesis_bits_worked_example():
 def test_thesis_bits_match_the_thesis_formula_on_random_messages():
     gen = torch.Generator().manual_seed(0)
     G = torch.randn(50, 30, generator=gen, dtype=torch.float64) * 10.0 ** torch.randint(
-        -6, 1, (50, 30), generator=gen)
+        -6, 1, (50, 30), generator=gen
+    )
     G[G.abs() < 1e-5] = 0.0  # some kept zeros
     q = power_of_two(G, "log2", clip_exponent_at_zero=True)
     message = Message(q, torch.full((50,), 30), 9, torch.zeros(50, dtype=torch.int64))
@@ -53,10 +59,7 @@ def test_thesis_initial_point():
 
 
 def compose_thesis(*overrides):
-    register_configs()
-    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=["experiment=thesis_logreg", *overrides],
-                       return_hydra_config=True)
+    return compose_config("experiment=thesis_logreg", *overrides, hydra_node=True)
 
 
 @pytest.mark.parametrize("operator", OPERATORS)
@@ -78,15 +81,18 @@ def test_experiment_preset_settings(operator):
 
 
 def test_rand_k_keeps_its_unbiased_default_outside_the_experiment():
-    register_configs()
-    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["compressor=rand_k"])
+    cfg = compose_config("compressor=rand_k")
     assert cfg.compressor.scale.name == "dk"
 
 
 def test_thesis_run_reports_both_bit_counts(tmp_path, mushrooms_dir):
-    cfg = compose_thesis("compressor=md_weighted_greedy", "rounds=3", f"data_dir={mushrooms_dir}",
-                         "importance.steps=5", "progress=false")
+    cfg = compose_thesis(
+        "compressor=md_weighted_greedy",
+        "rounds=3",
+        f"data_dir={mushrooms_dir}",
+        "importance.steps=5",
+        "progress=false",
+    )
     summary = execute(build_run(cfg), tmp_path)
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert m["bits"].tolist() == [22 * (9 + 7) * r for r in range(4)]  # the exact encoding
@@ -97,9 +103,6 @@ def test_thesis_run_reports_both_bit_counts(tmp_path, mushrooms_dir):
 
 
 def test_thesis_convention_needs_powers_of_two():
-    register_configs()
-    with initialize_config_module(config_module="compress_bench.conf", version_base="1.3"):
-        cfg = compose(config_name="config",
-                      overrides=["bits_convention=thesis", "problem=synthetic_logreg"])
+    cfg = compose_config("bits_convention=thesis", "problem=synthetic_logreg")
     with pytest.raises(ConfigError, match="needs quantizer=power_of_two"):
         build_run(cfg)

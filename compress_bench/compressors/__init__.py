@@ -4,7 +4,12 @@ Importing this package registers every built-in operator, so ``build_compressor`
 ``build_quantizer`` (and the conformance suite) see them all.
 """
 
-from compress_bench.compressors import md, quantizers, sparsifiers  # noqa: F401  (registration)
+from compress_bench.compressors import (  # noqa: F401  (registration)
+    biased,
+    md,
+    quantizers,
+    sparsifiers,
+)
 from compress_bench.compressors.base import Compressor, Message, Quantizer, RoundContext
 from compress_bench.compressors.registry import (
     COMPRESSORS,

@@ -67,21 +67,42 @@ class Message:
     value_count: (n,) int64, number of real values on the wire per worker.
     value_bits:  bits per value on the wire (32 = float32).
     side_bits:   (n,) int64, indices, norms and other side information per worker.
+    kept:        (n, d) bool, the coordinates on the wire (a sent value may be 0), or None
+                 when every coordinate is sent (a dense message).
     """
 
     values: torch.Tensor
     value_count: torch.Tensor
     value_bits: int
     side_bits: torch.Tensor
+    kept: torch.Tensor | None = None
 
     @property
     def bits(self) -> torch.Tensor:
         """(n,) int64 exact uplink bits per worker."""
         return self.value_count * self.value_bits + self.side_bits
 
-    def with_values(self, values: torch.Tensor, value_bits: int | None = None) -> Message:
+    def sent(self) -> torch.Tensor:
+        """(n, d) bool mask of the coordinates on the wire (all True for a dense message)."""
+        if self.kept is None:
+            return torch.ones_like(self.values, dtype=torch.bool)
+        return self.kept
+
+    def with_values(
+        self,
+        values: torch.Tensor,
+        value_bits: int | None = None,
+        extra_side_bits: int | torch.Tensor = 0,
+    ) -> Message:
+        """The same coordinates with new values (a quantizer's output): ``value_bits`` per value
+        from now on, and ``extra_side_bits`` more side information per worker (a norm; an int,
+        or an (n,) int64 tensor when it differs between workers)."""
+        more = isinstance(extra_side_bits, torch.Tensor) or extra_side_bits != 0
         return replace(
-            self, values=values, value_bits=self.value_bits if value_bits is None else value_bits
+            self,
+            values=values,
+            value_bits=self.value_bits if value_bits is None else value_bits,
+            side_bits=self.side_bits + extra_side_bits if more else self.side_bits,
         )
 
     @staticmethod
@@ -100,7 +121,7 @@ class Message:
         """
         count = kept.sum(dim=1, dtype=torch.int64)
         side = count * index_bits(values.shape[1]) if send_indices else torch.zeros_like(count)
-        return Message(values, count, FLOAT_BITS, side)
+        return Message(values, count, FLOAT_BITS, side, kept)
 
 
 class Compressor(ABC):
@@ -142,7 +163,13 @@ class Compressor(ABC):
 
 
 class Quantizer(ABC):
-    """A value quantizer applied after a compressor to the values it sends."""
+    """A value quantizer applied after a compressor to the values it sends.
+
+    The class constants describe the quantizer applied to a vector of ``d`` transmitted
+    coordinates (the compressor's output restricted to what it sends, so ``d = k`` after a
+    sparsifier): ``contraction(d)`` the B3 constant delta or None, ``omega(d)`` the variance
+    constant of unbiased quantizers (``E||Q(v)||^2 <= (omega + 1)||v||^2``) or None.
+    """
 
     name: ClassVar[str]
     unbiased: ClassVar[bool] = False
@@ -150,10 +177,18 @@ class Quantizer(ABC):
     #: Bits per transmitted value after quantizing (9 for signed powers of two); None keeps
     #: the compressor's ``value_bits``. The conformance suite checks bits against it.
     value_bits: ClassVar[int | None] = None
+    #: Side information the quantizer adds to every non-empty message (32 for a norm).
+    extra_side_bits: ClassVar[int] = 0
+    #: False for the operators that send something for a zero input (one-bit sign).
+    zero_to_zero: ClassVar[bool] = True
 
     @abstractmethod
     def quantize(self, message: Message, rng: WorkerRNG) -> Message:
-        """Quantize the transmitted values of ``message``; return the new message."""
+        """Quantize the transmitted values of ``message`` (``message.sent()``: the coordinates
+        on the wire; the others must stay 0); return the new message."""
 
-    def contraction(self) -> float | None:
+    def contraction(self, d: int) -> float | None:
+        return None
+
+    def omega(self, d: int) -> float | None:
         return None

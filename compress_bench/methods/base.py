@@ -39,6 +39,7 @@ class Proposal:
     state: Any
     bits: torch.Tensor  # (n,) int64 uplink bits of this round per worker
     message: Message | None = None  # what was sent (for alternative bit conventions)
+    compression_error: float = float("nan")  # mean_i ||C(v_i) - v_i||^2 / ||v_i||^2
 
 
 class Method(ABC):
@@ -75,6 +76,17 @@ class Method(ABC):
         """C then Q on every worker's row; returns the message and the compressor's state."""
         message, cstate = self.compressor.compress(inputs, state, self.rng, ctx)
         return self.quantizer.quantize(message, self.rng), cstate
+
+
+def compression_error(inputs: torch.Tensor, outputs: torch.Tensor) -> float:
+    """Mean over workers of ||C(v_i) - v_i||^2 / ||v_i||^2, the empirical 1 - 1/delta of the
+    operator (spec 0.7); workers whose input is 0 have no ratio and are left out (NaN if all)."""
+    norms = (inputs * inputs).sum(dim=1)
+    errors = ((outputs - inputs) ** 2).sum(dim=1)
+    live = norms > 0
+    if not bool(live.any()):
+        return float("nan")
+    return float((errors[live] / norms[live]).mean())
 
     @abstractmethod
     def step(self, x: torch.Tensor, ev: Evaluation, state: Any, round_index: int) -> Proposal:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from compress_bench.compressors.base import RoundContext
-from compress_bench.methods.base import Evaluation, Method, Proposal
+from compress_bench.methods.base import Evaluation, Method, Proposal, compression_error
 
 
 class DCGD(Method):
@@ -24,4 +24,10 @@ class DCGD(Method):
         ctx = RoundContext(round_index=round_index, x=x, lr=self.lr, problem=self.problem)
         message, cstate = self.compress(ev.grads, state["compressor"], ctx)
         x_next = x - self.lr * self.communicator.average(message)
-        return Proposal(x_next, {**state, "compressor": cstate}, message.bits, message)
+        return Proposal(
+            x_next,
+            {**state, "compressor": cstate},
+            message.bits,
+            message,
+            compression_error(ev.grads, message.values),
+        )

@@ -62,5 +62,14 @@ def build_problem(
     shards = split_indices(labels, n_workers, str(cfg.split), split_seed)
     x0 = _initial_point(str(cfg.init), features.shape[1], seed)
     return LogisticRegression(
-        features, labels, shards, cfg.l2, x0, name, device, dtype, reference_cache
+        features,
+        labels,
+        shards,
+        cfg.l2,
+        x0,
+        name,
+        device,
+        dtype,
+        reference_cache,
+        storage=str(cfg.get("storage", "auto")),
     )

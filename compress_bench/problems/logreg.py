@@ -12,6 +12,7 @@ two batched matrix products.
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 import torch
@@ -23,6 +24,10 @@ from compress_bench.problems.reference import cached_reference
 # softplus(t) = log(1 + e^t); above this threshold torch returns t itself. At 50 the neglected
 # log1p(e^-50) ~ 2e-22 is below float64 resolution, so the loss is exact to the last digit.
 _SOFTPLUS_THRESHOLD = 50.0
+STORAGES = ("auto", "dense", "sparse")
+# Below this share of non-zeros a CSR matrix-vector product beats the dense one (mushrooms:
+# 0.19, about 1.8x faster on CPU); "auto" switches there.
+SPARSE_DENSITY = 0.3
 
 
 class LogisticRegression(Problem):
@@ -37,6 +42,7 @@ class LogisticRegression(Problem):
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float64,
         cache_dir=None,
+        storage: str = "auto",
     ):
         self.name = name
         self.features = np.asarray(features, dtype=np.float64)
@@ -52,6 +58,9 @@ class LogisticRegression(Problem):
         self._signed_rows = torch.as_tensor(signed, dtype=dtype, device=self.device)
         self._row_weights = torch.as_tensor(weights, dtype=dtype, device=self.device)
         self._x0 = torch.as_tensor(x0, dtype=dtype, device=self.device)
+        self.storage = self._choose_storage(storage, signed)
+        if self.storage == "sparse":
+            self._sparse_rows, self._sparse_cols = self._block_diagonal(self._signed_rows)
         self._smoothness: float | None = None
         self._worker_smoothness: torch.Tensor | None = None
         self._reference: Reference | None = None
@@ -66,16 +75,47 @@ class LogisticRegression(Problem):
             weights[i, : len(rows)] = 1.0 / len(rows)
         return signed, weights
 
+    @staticmethod
+    def _choose_storage(storage: str, signed: np.ndarray) -> str:
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        if storage != "auto":
+            return storage
+        density = np.count_nonzero(signed) / max(signed.size, 1)
+        return "sparse" if density <= SPARSE_DENSITY else "dense"
+
+    @staticmethod
+    def _block_diagonal(signed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shards as one block-diagonal CSR matrix of shape (n m_max, n d), and its
+        transpose: worker i's rows meet only worker i's d columns, so one sparse
+        matrix-vector product evaluates every worker at its own point."""
+        n, m_max, d = signed.shape
+        worker, row, col = signed.nonzero(as_tuple=True)
+        values = signed[worker, row, col]
+        indices = torch.stack([worker * m_max + row, worker * d + col])
+        shape = (n * m_max, n * d)
+        coo = torch.sparse_coo_tensor(indices, values, shape, check_invariants=True).coalesce()
+        with warnings.catch_warnings():  # "CSR support is in beta": we use only CSR @ vector
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return coo.to_sparse_csr(), coo.t().coalesce().to_sparse_csr()
+
     # --- oracle ----------------------------------------------------------------------------
 
     def _margins(self, X: torch.Tensor) -> torch.Tensor:
         """-b_j a_j^T x_i for every row j of worker i's shard: (n, m_max)."""
         self.evaluations += 1
+        if self.storage == "sparse":
+            flat = self._sparse_rows @ X.reshape(-1)
+            return -flat.view(self._row_weights.shape)
         return -torch.bmm(self._signed_rows, X.unsqueeze(2)).squeeze(2)
 
     def _grad_from_margins(self, X: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:
         coeff = self._row_weights * torch.sigmoid(margins)
-        return -torch.bmm(coeff.unsqueeze(1), self._signed_rows).squeeze(1) + self.l2 * X
+        if self.storage == "sparse":
+            data = (self._sparse_cols @ coeff.reshape(-1)).view(X.shape)
+        else:
+            data = torch.bmm(coeff.unsqueeze(1), self._signed_rows).squeeze(1)
+        return -data + self.l2 * X
 
     def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         margins = self._margins(X)
@@ -154,6 +194,7 @@ class LogisticRegression(Problem):
             self.l2,
             self._x0.cpu().double().numpy(),
             self.name,
+            storage=self.storage,
         )
 
     def reference(self) -> Reference:

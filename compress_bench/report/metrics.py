@@ -19,6 +19,8 @@ METRIC_COLUMNS = (
     "bits",  # cumulative uplink bits per worker spent to reach x^k
     "bits_total",  # cumulative uplink bits of all workers
     "grad_evals",  # local gradient evaluations per worker spent to reach x^k
+    "compression_error",  # of the round that produced x^k: mean_i ||C(v_i)-v_i||^2/||v_i||^2
+    "bits_per_coordinate",  # of the round that produced x^k: its bits per worker / d
     "wall_time",  # seconds since the first round started
 )
 THESIS_BITS_COLUMN = "bits_thesis"  # bits per worker under bits_convention=thesis
@@ -63,4 +65,5 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
         json.dump(payload, fh, indent=2, default=str, allow_nan=True)
         fh.write("\n")
+    os.chmod(fh.name, 0o644)  # NamedTemporaryFile creates 0600; outputs are for sharing
     os.replace(fh.name, path)

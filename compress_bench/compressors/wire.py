@@ -1,0 +1,213 @@
+"""The wire encoding: every message as the bytes a worker would really send.
+
+A message is, per worker, in this order (spec 0.6):
+
+  support  the indices of the sent coordinates, ascending, ceil(log2 d) bits each; nothing for
+           a dense message or when the receiver derives the support from a shared seed
+  scalar   one float32 of side information, for the formats that have one (a dithering norm,
+           the scale of scaled sign)
+  values   one symbol per sent coordinate:
+             float32       32 bits, IEEE single precision
+             power_of_two  9 bits: sign, then the 8-bit float32 exponent field (0 means 0)
+             dithering     1 sign bit, then the level index in ceil(log2(s + 1)) bits
+             sign          1 bit (1 for +1)
+
+The bit counts the runner reports (``Message.bits``) follow the same rules, so the packed
+length equals them up to the padding of the last byte, and ``tests/test_wire.py`` checks it
+for every registered operator. ``decode`` sees only the bytes, the static layout both ends
+know from the configuration (d, the formats, the number of values when it is fixed) and, for
+shared-seed supports, the support itself. Float32 fields are the only lossy part: the
+simulator computes in float64 and counts 32 bits for a real value, so the receiver's view of
+a float32 field is the value rounded to float32 (``receiver_view``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from compress_bench.compressors.base import FLOAT_BITS, Compressor, Message, Quantizer, index_bits
+
+FORMATS = ("float32", "power_of_two", "dithering", "sign")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What sender and receiver agree on before any message: the static format."""
+
+    d: int
+    support: str  # "dense" | "indices" | "shared"
+    values: str  # one of FORMATS
+    scalar: bool = False  # a float32 of side information precedes the values
+    levels: int = 0  # dithering: s
+    grid: str = "standard"  # dithering: "standard" {0, 1/s, .., 1} or "natural" {0, 2^(1-s), .., 1}
+    count: int | None = None  # values per message when fixed; None: read from the length
+
+    @property
+    def index_bits(self) -> int:
+        return index_bits(self.d) if self.support == "indices" else 0
+
+    @property
+    def level_bits(self) -> int:
+        return int(np.ceil(np.log2(self.levels + 1)))
+
+    @property
+    def value_bits(self) -> int:
+        return {"float32": FLOAT_BITS, "power_of_two": 9, "sign": 1}.get(
+            self.values, 1 + self.level_bits
+        )
+
+
+def layout_for(compressor: Compressor, quantizer: Quantizer, message: Message) -> Layout:
+    """The layout of ``message``, produced by ``compressor`` then ``quantizer``."""
+    d = message.values.shape[1]
+    if message.kept is None:
+        support = "dense"
+    elif getattr(compressor, "shared_seed", False):
+        support = "shared"
+    else:
+        support = "indices"
+    name = quantizer.name
+    if name in ("power_of_two", "natural"):
+        values, scalar = "power_of_two", False
+    elif name in ("standard_dithering", "qsgd", "natural_dithering"):
+        values, scalar = "dithering", True
+    elif name in ("sign", "scaled_sign"):
+        values, scalar = "sign", name == "scaled_sign"
+    else:
+        values, scalar = "float32", False
+    return Layout(
+        d=d,
+        support=support,
+        values=values,
+        scalar=scalar,
+        levels=getattr(quantizer, "levels", 0),
+        grid=getattr(quantizer, "grid", "standard"),
+        count=compressor.sent_count(d),
+    )
+
+
+# --- bit packing -----------------------------------------------------------------------------
+
+
+def _bits(values: np.ndarray, width: int) -> np.ndarray:
+    """(len, width) 0/1 matrix, most significant bit first."""
+    if width == 0:
+        return np.zeros((len(values), 0), dtype=np.uint8)
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+    return ((values.astype(np.uint64)[:, None] >> shifts) & 1).astype(np.uint8)
+
+
+def _read(bits: np.ndarray, start: int, count: int, width: int) -> tuple[np.ndarray, int]:
+    """``count`` unsigned fields of ``width`` bits from ``start``; returns them and the end."""
+    end = start + count * width
+    if end > len(bits):
+        raise ValueError("message too short for its layout")
+    if width == 0:
+        return np.zeros(count, dtype=np.uint64), end
+    chunk = bits[start:end].reshape(count, width).astype(np.uint64)
+    weights = np.uint64(1) << np.arange(width - 1, -1, -1, dtype=np.uint64)
+    return (chunk * weights).sum(axis=1, dtype=np.uint64), end
+
+
+def _float32_bits(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32).view(np.uint32)
+
+
+# --- one worker's message ----------------------------------------------------------------------
+
+
+def _symbols(layout: Layout, values: np.ndarray, scalar: float) -> np.ndarray:
+    """The per-value bit matrix of the layout's value format."""
+    negative = np.signbit(values) & (values != 0)
+    if layout.values == "float32":
+        return _bits(_float32_bits(values), FLOAT_BITS)
+    if layout.values == "power_of_two":
+        _, exponent = np.frexp(np.abs(values))  # |v| = 2^e = 0.5 * 2^(e + 1)
+        field = np.where(values == 0, 0, exponent - 1 + 127).astype(np.uint64)
+        return np.concatenate([_bits(negative, 1), _bits(field, 8)], axis=1)
+    if layout.values == "sign":
+        return _bits(~np.signbit(values) | (values == 0), 1)
+    # dithering: the level index of |v| / N on the grid
+    ratio = np.abs(values) / scalar if scalar > 0 else np.zeros_like(values)
+    if layout.grid == "standard":
+        index = np.rint(ratio * layout.levels)
+    else:
+        with np.errstate(divide="ignore"):
+            index = np.where(ratio > 0, np.rint(np.log2(ratio)) + layout.levels, 0)
+    return np.concatenate(
+        [_bits(negative, 1), _bits(index.astype(np.uint64), layout.level_bits)], axis=1
+    )
+
+
+def encode(message: Message, worker: int, layout: Layout) -> bytes:
+    """Worker ``worker``'s message as bytes (padded with zeros to a whole byte)."""
+    values = message.values[worker].detach().cpu().double().numpy()
+    sent = message.sent()[worker].cpu().numpy()
+    parts = []
+    if layout.support == "indices":
+        parts.append(_bits(np.flatnonzero(sent), layout.index_bits).reshape(-1))
+    scalar = 0.0
+    if layout.scalar and sent.any():  # an empty message carries no scalar
+        scalar = float(message.scalar[worker]) if message.scalar is not None else 0.0
+        parts.append(_bits(_float32_bits(np.array([scalar])), FLOAT_BITS).reshape(-1))
+    parts.append(_symbols(layout, values[sent], scalar).reshape(-1))
+    return np.packbits(np.concatenate(parts)).tobytes()
+
+
+def decode(data: bytes, layout: Layout, support: torch.Tensor | None = None) -> torch.Tensor:
+    """The (d,) float64 vector the receiver reconstructs from ``data`` (and, for a shared-seed
+    layout, the support it derives from the shared stream)."""
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    position = 0
+    if layout.support == "dense":
+        indices = np.arange(layout.d)
+    elif layout.support == "shared":
+        if support is None:
+            raise ValueError("a shared-seed message needs the support from the shared stream")
+        indices = np.flatnonzero(support.cpu().numpy())
+    else:
+        count = layout.count
+        if count is None:  # variable length: every entry is wider than the byte padding
+            scalar_bits = FLOAT_BITS if layout.scalar and len(bits) else 0
+            count = (len(bits) - scalar_bits) // (layout.index_bits + layout.value_bits)
+        indices, position = _read(bits, 0, count, layout.index_bits)
+        indices = indices.astype(np.int64)
+    out = np.zeros(layout.d)
+    if len(indices) == 0:
+        return torch.from_numpy(out)
+    scalar = 0.0
+    if layout.scalar:
+        raw, position = _read(bits, position, 1, FLOAT_BITS)
+        scalar = float(raw.astype(np.uint32).view(np.float32)[0])
+    out[indices] = _values_from(bits, position, len(indices), layout, scalar)
+    return torch.from_numpy(out)
+
+
+def _values_from(bits, position, count, layout: Layout, scalar: float) -> np.ndarray:
+    if layout.values == "float32":
+        raw, _ = _read(bits, position, count, FLOAT_BITS)
+        return raw.astype(np.uint32).view(np.float32).astype(np.float64)
+    if layout.values == "sign":
+        raw, _ = _read(bits, position, count, 1)
+        magnitude = scalar if layout.scalar else 1.0
+        return np.where(raw == 1, magnitude, -magnitude)
+    width = layout.value_bits
+    raw, _ = _read(bits, position, count, width)
+    sign = np.where(raw >> np.uint64(width - 1) == 1, -1.0, 1.0)
+    field = (raw & np.uint64((1 << (width - 1)) - 1)).astype(np.int64)
+    if layout.values == "power_of_two":
+        return np.where(field == 0, 0.0, sign * np.ldexp(1.0, field - 127))
+    if layout.grid == "standard":
+        return sign * field * (scalar / layout.levels)
+    level = np.where(field == 0, 0.0, np.ldexp(1.0, field - layout.levels))
+    return sign * level * scalar
+
+
+def receiver_view(message: Message, layout: Layout) -> torch.Tensor:
+    """What the receiver can know of ``message.values``: float32 fields rounded to float32."""
+    if layout.values == "float32":
+        return message.values.to(torch.float32).to(torch.float64)
+    return message.values.to(torch.float64)

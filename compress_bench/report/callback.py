@@ -1,0 +1,92 @@
+"""A Hydra callback that writes the sweep report (:mod:`compress_bench.report.sweep`) at the end
+of every multirun.
+
+Enable it in ``conf/config.yaml``::
+
+    hydra:
+      callbacks:
+        sweep_report:
+          _target_: compress_bench.report.callback.SweepReportCallback
+
+A failing report never fails the sweep: the error is logged and kept in :data:`LAST_REPORT`.
+:data:`LAST_REPORT` holds the result of the last report made in this process (None before any),
+so the command can choose its exit status with :func:`compress_bench.report.sweep.exit_code`.
+
+Hydra calls ``on_multirun_end`` only when no job raised: its basic sweeper re-raises the first
+job exception after the whole batch has run. A command that lets job exceptions escape can call
+:func:`finish_pending_report` in its error path to report the sweep anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("compress_bench")
+
+LAST_REPORT: dict[str, Any] | None = None
+# (sweep dir, bits column) of a multirun that started and has not been reported yet
+_pending: tuple[Path, str | None] | None = None
+
+
+class SweepReportCallback(Callback):
+    """Writes summary.csv and comparison.png into the sweep folder when a multirun ends."""
+
+    def __init__(self, bits_column: str | None = None) -> None:
+        self.bits_column = bits_column
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_REPORT, _pending
+        LAST_REPORT = None
+        try:
+            _pending = (Path(str(config.hydra.sweep.dir)), self.bits_column)
+        except Exception:  # the report is optional, the sweep is not
+            _pending = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+        except Exception as err:
+            _failed(None, err)
+            return
+        run_report(sweep_dir, self.bits_column)
+
+
+def run_report(sweep_dir: Path | str, bits_column: str | None = None) -> dict[str, Any]:
+    """Report a sweep, logging (never raising) any error; the result is also LAST_REPORT."""
+    global LAST_REPORT, _pending
+    _pending = None
+    try:
+        from compress_bench.report.sweep import report  # pandas/matplotlib only when needed
+
+        LAST_REPORT = report(sweep_dir, x_bits_column=bits_column)
+    except Exception as err:  # a report failure must not crash the sweep
+        _failed(sweep_dir, err)
+    return LAST_REPORT
+
+
+def finish_pending_report() -> dict[str, Any] | None:
+    """Report the multirun that started but never reached ``on_multirun_end`` (a job raised);
+    None when there is none."""
+    if _pending is None:
+        return None
+    return run_report(*_pending)
+
+
+def _failed(sweep_dir: Path | str | None, err: BaseException) -> None:
+    global LAST_REPORT
+    text = " ".join(str(err).split()) or type(err).__name__
+    log.error("sweep report for %s failed: %s", sweep_dir or "the sweep", text)
+    LAST_REPORT = {
+        "jobs": None,
+        "failed": [],
+        "diverged": [],
+        "missing": [],
+        "incomplete": [],
+        "files": [],
+        "error": text,
+    }

@@ -1,0 +1,126 @@
+"""Named figures regenerated from a finished sweep (``make figures``).
+
+``thesis_logreg``: the thesis's Figure "LogReg" (reference: shared/reference/thesis_logreg.png):
+relative gradient norm against cumulative bits under the thesis's accounting, one line per
+operator, from ``compress-bench -m experiment=thesis_logreg``; plus a table of rounds, bits
+(both conventions) and local gradient evaluations to reach the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from compress_bench.report.sweep import colour_for, first_reaching, scan  # noqa: E402
+
+DISPLAY_NAMES = {
+    "rand_k": "RandK",
+    "top_k": "TopK",
+    "md_greedy": "MD Greedy",
+    "md_greedy_weighted": "MD Greedy Weighted",
+    "md_weighted_greedy": "MD Weighted Greedy",
+    "md_stochastic": "MD Stochastic",
+}
+
+
+def thesis_table(sweep_dir: Path) -> pd.DataFrame:
+    """One row per job: status, rounds / bits / gradient evaluations to the run's tol."""
+    rows = []
+    for job in scan(sweep_dir):
+        name = str((job.summary or {}).get("compressor") or job.overrides.get("compressor"))
+        tol = job.config.get("tol")
+        reach = {
+            c: first_reaching(job.metrics, tol, c)
+            for c in ("round", "bits_thesis", "bits", "grad_evals")
+        }
+        rows.append(
+            {
+                "operator": DISPLAY_NAMES.get(name, name),
+                "compressor": name,
+                "status": job.status,
+                "rounds_to_tol": reach["round"],
+                "thesis_bits_to_tol": reach["bits_thesis"],
+                "spec_bits_to_tol": reach["bits"],
+                "grad_evals_to_tol": reach["grad_evals"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def thesis_logreg(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
+    """Draw the figure into ``out_png`` and write the table beside it (.csv and .md)."""
+    fig, ax = plt.subplots(figsize=(10, 7), layout="constrained")
+    for job in scan(sweep_dir):
+        if job.metrics is None or "bits_thesis" not in job.metrics:
+            continue
+        name = str((job.summary or {}).get("compressor"))
+        ax.semilogy(
+            job.metrics["bits_thesis"],
+            job.metrics["grad_norm_rel"],
+            color=colour_for(name),
+            label=DISPLAY_NAMES.get(name, name),
+        )
+    ax.set_xlabel("bits per worker (the thesis's accounting)")
+    ax.set_ylabel(r"$\|\nabla f(x^k)\| \,/\, \|\nabla f(x^0)\|$")
+    ax.set_title(
+        "mushrooms logistic regression, k/d = 0.2, power-of-two rounding (experiment=thesis_logreg)"
+    )
+    ax.grid(True, which="major", alpha=0.5)
+    ax.legend()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    table = thesis_table(sweep_dir)
+    table.to_csv(out_png.with_suffix(".csv"), index=False)
+    out_png.with_suffix(".md").write_text(_markdown(table))
+    return table
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| operator | rounds to 1e-6 | thesis bits | spec bits | gradient evaluations |",
+        "|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+
+        def fmt(value):
+            return "not reached" if pd.isna(value) else f"{value:,.0f}"
+
+        lines.append(
+            f"| {row.operator} | {fmt(row.rounds_to_tol)} | "
+            f"{fmt(row.thesis_bits_to_tol)} | {fmt(row.spec_bits_to_tol)} | "
+            f"{fmt(row.grad_evals_to_tol)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+FIGURES = {"thesis_logreg": thesis_logreg}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m compress_bench.report.figures",
+        description="Draw a named figure from a finished sweep.",
+    )
+    parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("out_png", type=Path)
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"figures: error: no sweep folder at {args.sweep_dir}", file=sys.stderr)
+        return 2
+    args.out_png.parent.mkdir(parents=True, exist_ok=True)
+    table = FIGURES[args.figure](args.sweep_dir, args.out_png)
+    print(table.to_string(index=False))
+    print(f"wrote {args.out_png} and its table ({args.out_png.with_suffix('.md')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,7 @@ from compress_bench.config import compose_config
 from compress_bench.runner import build_run, execute
 
 
-def build(n: int, rounds: int):
+def build(n: int, rounds: int, storage: str = "auto"):
     cfg = compose_config(
         "compressor=top_k",
         "quantizer=power_of_two",
@@ -30,6 +30,7 @@ def build(n: int, rounds: int):
         f"log_every={rounds + 1}",
         "progress=false",
         "device=cpu",
+        f"problem.storage={storage}",
     )
     return build_run(cfg)
 
@@ -52,10 +53,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--storage", default="auto", choices=["auto", "dense", "sparse"])
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, CPU")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, CPU, "
+        f"storage {args.storage}"
+    )
     workers = (1, 10, 100)
-    runs = {n: build(n, args.rounds) for n in workers}
+    runs = {n: build(n, args.rounds, args.storage) for n in workers}
     rounds = {n: [] for n in workers}
     grads = {n: [] for n in workers}
     for _ in range(args.repeats):

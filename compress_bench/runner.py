@@ -181,9 +181,15 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     progress = _Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
-    last_round = {"compression_error": math.nan, "bits_per_coordinate": math.nan}
+    last_round, last_proposal = {"bits_per_coordinate": math.nan}, None
     try:
         with MetricsWriter(out_dir / "metrics.csv", columns) as writer:
+
+            def write_row(row: dict[str, Any]) -> None:
+                if last_proposal is not None:  # a diagnostic computed for logged rows only
+                    row["compression_error"] = last_proposal.compression_error()
+                writer.write(row)
+
             for k in range(rounds + 1):
                 grad_evals = problem.evaluations
                 ev = method.evaluate(x)
@@ -200,6 +206,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     **bits.row(),
                     "grad_evals": grad_evals,
                     **last_round,
+                    "compression_error": math.nan,
                     "wall_time": time.perf_counter() - start,
                 }
                 stop = None
@@ -211,23 +218,21 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     stop = "rounds"
                 logged = stop is not None or k % log_every == 0
                 if logged:  # before the round is attempted: a crash in it keeps this row
-                    writer.write(row)
+                    write_row(row)
                 if stop is None:
                     proposal = method.step(x, ev, state, k)
                     spent = bits.cost(proposal)
                     if max_bits is not None and bits.per_worker_after(spent) > max_bits:
                         stop = "max_bits"
                         if not logged:
-                            writer.write(row)
+                            write_row(row)
                 if stop is not None:
                     reason = stop
                     break
                 x, state = proposal.x, proposal.state
                 bits.add(spent)
-                last_round = {
-                    "compression_error": proposal.compression_error,
-                    "bits_per_coordinate": spent[0] / (n * problem.d),
-                }
+                last_round = {"bits_per_coordinate": spent[0] / (n * problem.d)}
+                last_proposal = proposal
                 progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         summary.update(status="failed", stop_reason=type(err).__name__, error=str(err) or repr(err))

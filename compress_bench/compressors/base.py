@@ -76,6 +76,7 @@ class Message:
     value_bits: int
     side_bits: torch.Tensor
     kept: torch.Tensor | None = None
+    scalar: torch.Tensor | None = None  # (n,) float side information (a norm), if any
 
     @property
     def bits(self) -> torch.Tensor:
@@ -149,6 +150,11 @@ class Compressor(ABC):
 
     def expected_bits(self, d: int) -> int | None:
         """Nominal bits per worker per round for dimension d (spec table 26.2), if fixed."""
+        return None
+
+    def sent_count(self, d: int) -> int | None:
+        """Values per message when the configuration fixes it (the receiver then knows it, as
+        the wire decoder does); None when it varies from message to message."""
         return None
 
     def contraction(self, d: int) -> float | None:

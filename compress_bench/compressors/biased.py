@@ -23,7 +23,7 @@ from compress_bench.compressors.base import (
     k_from_ratio,
 )
 from compress_bench.compressors.registry import register_compressor
-from compress_bench.compressors.sparsifiers import rand_k_from_uniforms, sparse_message
+from compress_bench.compressors.sparsifiers import RandK, sparse_message
 from compress_bench.rng import WorkerRNG
 
 SAMPLINGS = ("uniform", "bernoulli")
@@ -118,6 +118,7 @@ class BiasedRandK(Compressor):
             raise ValueError(f"shared_seed must be true or false, got {shared_seed!r}")
         self.sampling = sampling
         self.shared_seed = shared_seed
+        self._uniform = RandK(ratio=ratio, shared_seed=shared_seed, scale="none")
 
     def _k(self, d: int) -> int:
         return min(k_from_ratio(self.ratio, d), d)
@@ -125,16 +126,18 @@ class BiasedRandK(Compressor):
     def compress(
         self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
     ) -> tuple[Message, Any]:
+        if self.sampling == "uniform":  # RandK's support and sampler, without its d/k factor
+            return self._uniform.compress(G, state, rng, ctx)
         _, d = _batch(G)
         k = self._k(d)
         if k == d:  # nothing random left: skip the draw
             return Message.dense(G.clone()), state
         u = rng.shared_round_uniform(ctx.round_index, d) if self.shared_seed else rng.uniform(d)
-        if self.sampling == "uniform":
-            message = rand_k_from_uniforms(G, u, k, "none", send_indices=not self.shared_seed)
-        else:
-            message = bernoulli_rand_k_from_uniforms(G, u, k / d, send_indices=not self.shared_seed)
+        message = bernoulli_rand_k_from_uniforms(G, u, k / d, send_indices=not self.shared_seed)
         return message, state
+
+    def sent_count(self, d: int) -> int | None:
+        return self._k(d) if self.sampling == "uniform" else None
 
     def expected_bits(self, d: int) -> int | None:
         k = self._k(d)
@@ -183,6 +186,9 @@ class AdaptiveRandK(Compressor):
         _batch(G)
         u = rng.uniform(1)  # (n, 1): one uniform per worker
         return adaptive_rand_k_from_uniforms(G, u), state
+
+    def sent_count(self, d: int) -> int:
+        return 1
 
     def expected_bits(self, d: int) -> int:
         return FLOAT_BITS + index_bits(d)

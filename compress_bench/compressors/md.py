@@ -115,6 +115,9 @@ class _ImportanceCompressor(Compressor):
     def values(self, G: torch.Tensor, w: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def sent_count(self, d: int) -> int:
+        return self._k(d)
+
     def expected_bits(self, d: int) -> int:
         k = self._k(d)
         return FLOAT_BITS * d if k == d else k * (FLOAT_BITS + index_bits(d))

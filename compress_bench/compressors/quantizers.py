@@ -14,6 +14,7 @@ explicitly ("round up iff u < p_up", spec 0.2) and are what the classes call; te
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -352,7 +353,9 @@ class _Dithering(Quantizer):
         v = message.values
         u = rng.uniform(v.shape[1], dtype=v.dtype)
         out = dithering_from_uniforms(v, u, self.levels, self.norm, self.grid)
-        return message.with_values(out, self.value_bits, _norm_side_bits(message))
+        norm = _row_norm(v, self.norm).squeeze(1)  # for the wire encoder (a float32 there)
+        quantized = message.with_values(out, self.value_bits, _norm_side_bits(message))
+        return replace(quantized, scalar=norm)
 
     def _r(self) -> float:
         return min(self.norm, 2.0)
@@ -508,7 +511,8 @@ class ScaledSign(Quantizer):
         m = message.value_count.clamp(min=1).to(v.dtype)
         scale = v.abs().sum(dim=1) / m  # 0 for a zero row (and for an empty message)
         out = _on_sent(message, sign1(v).mul_(scale[:, None]))
-        return message.with_values(out, value_bits=1, extra_side_bits=_norm_side_bits(message))
+        quantized = message.with_values(out, value_bits=1, extra_side_bits=_norm_side_bits(message))
+        return replace(quantized, scalar=scale)
 
     def contraction(self, d: int) -> float:
         return float(max(d, 1))

@@ -185,6 +185,9 @@ class Identity(Compressor):
         _check_batch(G)
         return Message.dense(G.clone()), state
 
+    def sent_count(self, d: int) -> int:
+        return d
+
     def expected_bits(self, d: int) -> int:
         return FLOAT_BITS * d
 
@@ -251,6 +254,9 @@ class RandK(Compressor):
         message = rand_k_from_uniforms(G, u, k, self.scale, send_indices=not self.shared_seed)
         return message, state
 
+    def sent_count(self, d: int) -> int:
+        return self._k(d)
+
     def expected_bits(self, d: int) -> int:
         k = self._k(d)
         if k == d:
@@ -300,6 +306,9 @@ class TopK(Compressor):
     ) -> tuple[Message, Any]:
         _, d = _check_batch(G)
         return top_k(G, self._k(d), self.scale), state
+
+    def sent_count(self, d: int) -> int:
+        return self._k(d)
 
     def expected_bits(self, d: int) -> int:
         k = self._k(d)

@@ -13,12 +13,16 @@ A message is, per worker, in this order (spec 0.6):
              sign          1 bit (1 for +1)
 
 The bit counts the runner reports (``Message.bits``) follow the same rules, so the packed
-length equals them up to the padding of the last byte, and ``tests/test_wire.py`` checks it
-for every registered operator. ``decode`` sees only the bytes, the static layout both ends
-know from the configuration (d, the formats, the number of values when it is fixed) and, for
-shared-seed supports, the support itself. Float32 fields are the only lossy part: the
-simulator computes in float64 and counts 32 bits for a real value, so the receiver's view of
-a float32 field is the value rounded to float32 (``receiver_view``).
+length equals them up to the padding of the last byte; ``tests/test_wire.py`` checks it for
+every registered operator. ``decode`` sees only the bytes, the static layout both ends know
+from the configuration (d, the formats, the number of values when it is fixed) and, for
+shared-seed supports, the support itself.
+
+Symbols are exact: indices, signs, power-of-two exponents and dithering levels decode to what
+was sent, bit for bit. Float32 fields are the one lossy part, by the spec's own rule (spec 0.6:
+the simulator computes in float64 and counts 32 bits for a real value): a float32 value, a
+dithering norm or a scaled-sign scale reaches the receiver rounded to float32, so the decoded
+vector equals the simulator's within float32 rounding there (``receiver_view``).
 """
 
 from __future__ import annotations
@@ -207,7 +211,9 @@ def _values_from(bits, position, count, layout: Layout, scalar: float) -> np.nda
 
 
 def receiver_view(message: Message, layout: Layout) -> torch.Tensor:
-    """What the receiver can know of ``message.values``: float32 fields rounded to float32."""
+    """The simulator's vector as the receiver can know it when every value is a float32 field
+    (exact for the symbol formats; the scalar formats differ by the float32 rounding of their
+    one scalar, a relative 2^-24 at most)."""
     if layout.values == "float32":
         return message.values.to(torch.float32).to(torch.float64)
     return message.values.to(torch.float64)

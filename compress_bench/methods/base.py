@@ -39,7 +39,14 @@ class Proposal:
     state: Any
     bits: torch.Tensor  # (n,) int64 uplink bits of this round per worker
     message: Message | None = None  # what was sent (for alternative bit conventions)
-    compression_error: float = float("nan")  # mean_i ||C(v_i) - v_i||^2 / ||v_i||^2
+    inputs: torch.Tensor | None = None  # what the workers compressed, (n, d)
+
+    def compression_error(self) -> float:
+        """mean_i ||C(v_i) - v_i||^2 / ||v_i||^2 of this round; computed on demand, since the
+        runner needs it only for the rounds it logs."""
+        if self.message is None or self.inputs is None:
+            return float("nan")
+        return compression_error(self.inputs, self.message.values)
 
 
 class Method(ABC):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from compress_bench.compressors.base import RoundContext
-from compress_bench.methods.base import Evaluation, Method, Proposal, compression_error
+from compress_bench.methods.base import Evaluation, Method, Proposal
 
 
 class DCGD(Method):
@@ -29,5 +29,5 @@ class DCGD(Method):
             {**state, "compressor": cstate},
             message.bits,
             message,
-            compression_error(ev.grads, message.values),
+            ev.grads,
         )

@@ -496,6 +496,14 @@ _FIXED_COLUMNS = {
 }
 
 
+def operator_of(row: Mapping[str, Any] | pd.Series) -> str:
+    """The name a job's colour follows: its compressor, or its quantizer when the compressor
+    is the identity (``identity + natural`` is natural compression and is coloured as such)."""
+    compressor = str(row["compressor"]) if _present(row.get("compressor")) else "unknown"
+    quantizer = str(row["quantizer"]) if _present(row.get("quantizer")) else "none"
+    return quantizer if compressor == "identity" and quantizer != "none" else compressor
+
+
 def line_styles(frame: pd.DataFrame) -> dict[str, tuple[str, Any, str | None]]:
     """{label: (colour, line style, marker)}: the colour from the compressor, the style
     telling apart several labels of one compressor (in order of their first job)."""
@@ -505,7 +513,7 @@ def line_styles(frame: pd.DataFrame) -> dict[str, tuple[str, Any, str | None]]:
         label = row["label"]
         if label in styles:
             continue
-        compressor = str(row["compressor"]) if _present(row.get("compressor")) else "unknown"
+        compressor = operator_of(row)
         i = per_compressor.get(compressor, 0)
         per_compressor[compressor] = i + 1
         style = LINE_STYLES[i % len(LINE_STYLES)]

@@ -16,6 +16,7 @@ information are counted in ``side_bits``.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -43,6 +44,31 @@ def k_from_ratio(ratio: float, d: int) -> int:
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     return max(1, math.floor(round(ratio * d, 9)))
+
+
+SCALES = ("none", "dk")
+
+
+def check_ratio(ratio: Any) -> float:
+    """The ratio k/d as a float; ValueError unless it is a number in (0, 1]."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
+    k_from_ratio(float(ratio), 1)  # raises ValueError outside (0, 1]
+    return float(ratio)
+
+
+def check_scale(scale: Any) -> str:
+    """``"none"`` (as sent) or ``"dk"`` (times d/k); ValueError otherwise."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be 'none' or 'dk', got {scale!r}")
+    return scale
+
+
+def check_batch(G: torch.Tensor) -> tuple[int, int]:
+    """(n, d) of a batch of worker inputs; ValueError unless G is two-dimensional."""
+    if G.dim() != 2:
+        raise ValueError(f"expected an (n, d) tensor, got shape {tuple(G.shape)}")
+    return G.shape[0], G.shape[1]
 
 
 @dataclass(frozen=True)

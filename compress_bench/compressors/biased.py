@@ -9,7 +9,6 @@ does) and are what the classes call; tests inject the draw there.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 import torch
@@ -19,6 +18,8 @@ from compress_bench.compressors.base import (
     Compressor,
     Message,
     RoundContext,
+    check_batch,
+    check_ratio,
     index_bits,
     k_from_ratio,
 )
@@ -27,19 +28,6 @@ from compress_bench.compressors.sparsifiers import RandK, sparse_message
 from compress_bench.rng import WorkerRNG
 
 SAMPLINGS = ("uniform", "bernoulli")
-
-
-def _batch(G: torch.Tensor) -> tuple[int, int]:
-    if G.dim() != 2:
-        raise ValueError(f"expected an (n, d) tensor, got shape {tuple(G.shape)}")
-    return G.shape[0], G.shape[1]
-
-
-def _ratio(ratio: Any) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
-    k_from_ratio(float(ratio), 1)  # raises ValueError outside (0, 1]
-    return float(ratio)
 
 
 def bernoulli_rand_k_from_uniforms(
@@ -51,7 +39,7 @@ def bernoulli_rand_k_from_uniforms(
     Bits per row: ``|S_i| (32 + ceil(log2 d))``, or ``32 |S_i|`` without indices (shared seed);
     ``p >= 1`` sends G dense and unchanged (``32 d``).
     """
-    n, d = _batch(G)
+    n, d = check_batch(G)
     if tuple(u.shape) != (n, d):
         raise ValueError(f"uniforms of shape {tuple(u.shape)} for an input of shape {(n, d)}")
     if not 0.0 <= p <= 1.0:
@@ -69,7 +57,7 @@ def adaptive_rand_k_from_uniforms(G: torch.Tensor, u: torch.Tensor) -> Message:
     unscaled. ``u`` has shape (n,) or (n, 1), entries in [0, 1). A zero row sends a zero value
     at index 0. Bits per row: ``32 + ceil(log2 d)``.
     """
-    n, d = _batch(G)
+    n, d = check_batch(G)
     u = u.reshape(-1, 1)
     if u.shape[0] != n:
         raise ValueError(f"{u.shape[0]} uniforms for {n} rows")
@@ -111,7 +99,7 @@ class BiasedRandK(Compressor):
     deterministic: ClassVar[bool] = False
 
     def __init__(self, *, ratio: float, sampling: str = "uniform", shared_seed: bool = False):
-        self.ratio = _ratio(ratio)
+        self.ratio = check_ratio(ratio)
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be 'uniform' or 'bernoulli', got {sampling!r}")
         if not isinstance(shared_seed, bool):
@@ -128,7 +116,7 @@ class BiasedRandK(Compressor):
     ) -> tuple[Message, Any]:
         if self.sampling == "uniform":  # RandK's support and sampler, without its d/k factor
             return self._uniform.compress(G, state, rng, ctx)
-        _, d = _batch(G)
+        _, d = check_batch(G)
         k = self._k(d)
         if k == d:  # nothing random left: skip the draw
             return Message.dense(G.clone()), state
@@ -183,7 +171,7 @@ class AdaptiveRandK(Compressor):
     def compress(
         self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
     ) -> tuple[Message, Any]:
-        _batch(G)
+        check_batch(G)
         u = rng.uniform(1)  # (n, 1): one uniform per worker
         return adaptive_rand_k_from_uniforms(G, u), state
 

@@ -28,6 +28,8 @@ from compress_bench.compressors.base import (
     Compressor,
     Message,
     RoundContext,
+    check_ratio,
+    check_scale,
     index_bits,
     k_from_ratio,
 )
@@ -36,7 +38,6 @@ from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask
 from compress_bench.rng import WorkerRNG
 
-SCALES = ("none", "dk")
 WEIGHTINGS = ("code", "slides")
 # Keys of zero-weight coordinates in successive sampling: below every log w + Gumbel of a
 # positive weight (log w >= -745 in float64, Gumbel noise >= -4), random among themselves.
@@ -79,9 +80,7 @@ class _ImportanceCompressor(Compressor):
     deterministic: ClassVar[bool] = True
 
     def __init__(self, *, ratio: float, importance: dict[str, Any] | None = None):
-        if not 0.0 < float(ratio) <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        self.ratio = float(ratio)
+        self.ratio = check_ratio(ratio)
         self.solver = ImportanceSolver(**dict(importance or {}))
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
@@ -126,9 +125,7 @@ class _ImportanceCompressor(Compressor):
 class _Unweighted(_ImportanceCompressor):
     def __init__(self, *, ratio: float, scale: str = "none", importance=None):
         super().__init__(ratio=ratio, importance=importance)
-        if scale not in SCALES:
-            raise ValueError(f"scale must be 'none' or 'dk', got {scale!r}")
-        self.scale = scale
+        self.scale = check_scale(scale)
 
     def values(self, G, w, kept):
         d = G.shape[1]

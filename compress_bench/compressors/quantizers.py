@@ -52,9 +52,8 @@ def power_of_two(
         q = _nearest_by_bits(t)
     else:
         q = _power_of_two_by_exponent(t, rounding, clip_exponent_at_zero)
-    # spec 0.6: exponents above 127 saturate, below -126 are sent (and applied) as 0
+    # spec 0.6: exponents above 127 saturate (below -126 both paths already send 0)
     q = q.clamp(-(2.0**MAX_EXPONENT), 2.0**MAX_EXPONENT)
-    q = torch.where(q.abs() < 2.0**MIN_EXPONENT, torch.zeros((), dtype=t.dtype, device=t.device), q)
     return torch.where(torch.isnan(t), t, q)
 
 
@@ -95,7 +94,12 @@ def _power_of_two_by_exponent(
     if clip_exponent_at_zero:
         e = e.clamp(max=0)
     q = torch.ldexp(torch.sign(t), e.clamp(MIN_EXPONENT - 1, MAX_EXPONENT + 1)).to(t.dtype)
-    return torch.where(mag == 0, torch.zeros((), dtype=t.dtype, device=t.device), q)
+    # zero, and exponents below -126 (spec 0.6: sent, and applied, as 0)
+    return torch.where(
+        (mag == 0) | (q.abs() < 2.0**MIN_EXPONENT),
+        torch.zeros((), dtype=t.dtype, device=t.device),
+        q,
+    )
 
 
 @register_quantizer

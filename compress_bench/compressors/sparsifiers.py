@@ -17,7 +17,6 @@ reproducible.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 import torch
@@ -27,14 +26,15 @@ from compress_bench.compressors.base import (
     Compressor,
     Message,
     RoundContext,
+    check_batch,
+    check_ratio,
+    check_scale,
     index_bits,
     k_from_ratio,
 )
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask, uniform_subset_mask
 from compress_bench.rng import WorkerRNG
-
-SCALES = ("none", "dk")
 
 #: From this dimension on, RandK draws its support with :func:`uniform_subset_mask` and the
 #: sparse messages are built with the vectorised helpers below.
@@ -47,25 +47,6 @@ _BITS_VIEW = {
     torch.float16: torch.int16,
     torch.bfloat16: torch.int16,
 }
-
-
-def _check_scale(scale: Any) -> str:
-    if scale not in SCALES:
-        raise ValueError(f"scale must be 'none' or 'dk', got {scale!r}")
-    return scale
-
-
-def _check_ratio(ratio: Any) -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise ValueError(f"ratio must be a number in (0, 1], got {ratio!r}")
-    k_from_ratio(float(ratio), 1)  # raises ValueError outside (0, 1]
-    return float(ratio)
-
-
-def _check_batch(G: torch.Tensor) -> tuple[int, int]:
-    if G.dim() != 2:
-        raise ValueError(f"expected an (n, d) tensor, got shape {tuple(G.shape)}")
-    return G.shape[0], G.shape[1]
 
 
 def sparse_message(
@@ -123,8 +104,8 @@ def top_k(G: torch.Tensor, k: int, scale: str = "none") -> Message:
     Keeps the ``min(k, d)`` largest ``|G_ij|`` of each row (ties to the smaller index, spec 0.4),
     multiplied by ``d / k`` when ``scale == "dk"``. ``k = 0``: zeros, 0 bits; ``k >= d``: dense.
     """
-    _check_scale(scale)
-    _, d = _check_batch(G)
+    check_scale(scale)
+    _, d = check_batch(G)
     k = _k_eff(k, d)
     if k == d:
         return Message.dense(G.clone())
@@ -143,8 +124,8 @@ def rand_k_from_uniforms(
     ``scale == "dk"`` multiplies the kept values by ``d / k`` (unbiased, spec 2); ``"none"``
     sends them as they are (spec 3). ``k = 0``: zeros, 0 bits; ``k >= d``: dense, G unchanged.
     """
-    _check_scale(scale)
-    n, d = _check_batch(G)
+    check_scale(scale)
+    n, d = check_batch(G)
     if tuple(u.shape) != (n, d):
         raise ValueError(f"uniforms of shape {tuple(u.shape)} for an input of shape {(n, d)}")
     k = _k_eff(k, d)
@@ -182,7 +163,7 @@ class Identity(Compressor):
     def compress(
         self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
     ) -> tuple[Message, Any]:
-        _check_batch(G)
+        check_batch(G)
         return Message.dense(G.clone()), state
 
     def sent_count(self, d: int) -> int:
@@ -225,11 +206,11 @@ class RandK(Compressor):
     deterministic: ClassVar[bool] = False
 
     def __init__(self, *, ratio: float, shared_seed: bool = False, scale: str = "dk"):
-        self.ratio = _check_ratio(ratio)
+        self.ratio = check_ratio(ratio)
         if not isinstance(shared_seed, bool):
             raise ValueError(f"shared_seed must be true or false, got {shared_seed!r}")
         self.shared_seed = shared_seed
-        self.scale = _check_scale(scale)
+        self.scale = check_scale(scale)
         self.unbiased = scale == "dk"  # type: ignore[misc]  # depends on the option
 
     def _k(self, d: int) -> int:
@@ -238,7 +219,7 @@ class RandK(Compressor):
     def compress(
         self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
     ) -> tuple[Message, Any]:
-        _, d = _check_batch(G)
+        _, d = check_batch(G)
         k = self._k(d)
         if k == d:  # nothing random left: skip the draw
             return Message.dense(G.clone()), state
@@ -295,8 +276,8 @@ class TopK(Compressor):
     deterministic: ClassVar[bool] = True
 
     def __init__(self, *, ratio: float, scale: str = "none"):
-        self.ratio = _check_ratio(ratio)
-        self.scale = _check_scale(scale)
+        self.ratio = check_ratio(ratio)
+        self.scale = check_scale(scale)
 
     def _k(self, d: int) -> int:
         return min(k_from_ratio(self.ratio, d), d)
@@ -304,7 +285,7 @@ class TopK(Compressor):
     def compress(
         self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
     ) -> tuple[Message, Any]:
-        _, d = _check_batch(G)
+        _, d = check_batch(G)
         return top_k(G, self._k(d), self.scale), state
 
     def sent_count(self, d: int) -> int:

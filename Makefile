@@ -55,10 +55,13 @@ clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
 
 FIGURES := outputs/figures
-figures: install  ## regenerate the thesis logistic-regression figure and its table
-	rm -rf $(FIGURES)/thesis_logreg
+figures: install  ## regenerate the README's figures (thesis LogReg, biased compression) and tables
+	rm -rf $(FIGURES)/thesis_logreg $(FIGURES)/biased_compression
 	$(BIN)/compress-bench -m experiment=thesis_logreg hydra.sweep.dir=$(FIGURES)/thesis_logreg progress=false
 	$(BIN)/python -m compress_bench.report.figures thesis_logreg $(FIGURES)/thesis_logreg $(FIGURES)/thesis_logreg.png
+	$(BIN)/compress-bench -m experiment=biased_compression hydra.sweep.dir=$(FIGURES)/biased_compression progress=false
+	cp $(FIGURES)/thesis_logreg.png docs/figures/thesis_logreg.png
+	cp $(FIGURES)/biased_compression/comparison.png docs/figures/biased_compression.png
 
 docs: install  ## regenerate docs/compressors.md from the registries
 	$(BIN)/python -m compress_bench.docs > docs/compressors.md

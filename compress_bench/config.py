@@ -71,6 +71,11 @@ class DType(Enum):
     float32 = "float32"
 
 
+class Aggregation(Enum):
+    mean = "mean"
+    majority_vote = "majority_vote"
+
+
 class TopKScale(Enum):
     none = "none"
     dk = "dk"
@@ -230,6 +235,9 @@ class ScaledSignConfig:
 @dataclass
 class DCGDConfig:
     name: str = "dcgd"
+    # mean: (1/n) sum_i of the decoded messages; majority_vote: sgn(sum_i sign(g_i)) (spec 11,
+    # signSGD with majority vote; needs quantizer=sign)
+    aggregation: Aggregation = Aggregation.mean
 
 
 # --- the run -------------------------------------------------------------------------------

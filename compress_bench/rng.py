@@ -1,19 +1,25 @@
 """Deterministic random streams.
 
-Every stream is a ``torch.Generator`` seeded from a tuple of integers through NumPy's
-``SeedSequence`` (a well-mixed hash, so neighbouring seeds give unrelated streams):
+Every stream is a ``torch.Generator`` (or, for raw bits, a NumPy PCG64) seeded from a tuple of
+integers through NumPy's ``SeedSequence`` (a well-mixed hash, so neighbouring seeds give
+unrelated streams):
 
 * worker ``i``'s private stream:           ``(seed, STREAM_WORKER, i)``
 * the stream worker ``i`` shares with the
   server in round ``t`` (shared-seed RandK): ``(seed, STREAM_SHARED_ROUND, i, t)``
 * the stream shared by all workers:         ``(seed, STREAM_ALL_WORKERS)``
 * the initial point ``init=random``:        ``(seed, STREAM_INIT)``
+* worker ``i``'s stream of raw random bits:  ``(seed, STREAM_WORKER_BITS, i)``, a NumPy PCG64;
+  on the CPU, :meth:`WorkerRNG.uniform` and :meth:`WorkerRNG.random_bits` draw from it (on other
+  devices they draw from the private torch stream)
 
 A worker's stream does not depend on how many other workers there are, so worker ``i`` draws
 the same numbers in the simulator and in a real ``torch.distributed`` run.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -22,6 +28,7 @@ STREAM_WORKER = 0
 STREAM_SHARED_ROUND = 1
 STREAM_ALL_WORKERS = 2
 STREAM_INIT = 3
+STREAM_WORKER_BITS = 4
 
 
 def seed_from(*words: int) -> int:
@@ -47,18 +54,64 @@ class WorkerRNG:
         self.generators = [
             generator(self.seed, STREAM_WORKER, i, device=self.device) for i in range(n_workers)
         ]
+        self.bit_generators = [
+            np.random.PCG64(np.random.SeedSequence([self.seed, STREAM_WORKER_BITS, i]))
+            for i in range(n_workers)
+        ]
 
     def uniform(self, d: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """Row i holds d draws from U[0, 1) of worker i's stream; shape (n, d)."""
-        # A loop over workers is unavoidable here: torch has no batched multi-generator draw,
-        # and one stream per worker is what keeps the simulator faithful to a real cluster.
-        # Filling the rows of one tensor in place draws the same numbers as torch.rand(d)
-        # per worker without the copy torch.stack would make. The result is a fresh tensor
-        # the caller owns (the natural quantizer computes in it).
-        out = torch.empty((self.n_workers, d), dtype=dtype, device=self.device)
-        for row, g in zip(out, self.generators, strict=True):
-            row.uniform_(generator=g)
-        return out
+        """Row i holds d draws from U[0, 1) of worker i's stream; shape (n, d). A fresh tensor
+        the caller owns.
+
+        On the CPU a draw is ``r 2^-b`` with ``r`` uniform on ``{0, ..., 2^b - 1}`` from
+        :meth:`random_bits` and ``b`` the dtype's significand width (24 for float32, 53 for
+        float64): every representable multiple of 2^-b in [0, 1), equally likely, as
+        ``torch.rand`` draws them, at a fraction of MT19937's cost. On other devices the
+        worker's torch generator fills the row (Philox on CUDA is fast).
+        """
+        if self.device.type != "cpu":
+            # torch has no batched multi-generator draw: one call per worker's stream
+            out = torch.empty((self.n_workers, d), dtype=dtype, device=self.device)
+            for row, g in zip(out, self.generators, strict=True):
+                row.uniform_(generator=g)
+            return out
+        bits = 1 - int(math.log2(torch.finfo(dtype).eps))  # significand bits
+        r = self.random_bits(d, bits)
+        if r.element_size() == dtype.itemsize:
+            u = r.view(dtype)
+            u.copy_(r)  # in-place conversion: same size, same positions
+        else:
+            u = r.to(dtype)
+        return u.mul_(2.0**-bits)  # exact: r < 2^bits is representable
+
+    def random_bits(self, d: int, bits: int) -> torch.Tensor:
+        """Row i holds d integers uniform on {0, ..., 2^bits - 1} from worker i's stream of raw
+        bits; shape (n, d), int32 for ``bits <= 31`` and int64 for ``bits <= 63``. A fresh
+        tensor the caller owns (natural compression computes its output in it).
+
+        On the CPU the bits come from worker i's NumPy PCG64 stream: it yields 64 random bits
+        in about the time torch's CPU generator (MT19937) takes for one float32 uniform, and
+        that draw is most of the cost of a stochastic rounding. On other devices the worker's
+        torch generator draws them.
+        """
+        if not 1 <= bits <= 63:
+            raise ValueError(f"bits must be in [1, 63], got {bits}")
+        wide = bits > 31
+        if self.device.type != "cpu":
+            out = torch.empty(
+                (self.n_workers, d), dtype=torch.int64 if wide else torch.int32, device=self.device
+            )
+            for row, g in zip(out, self.generators, strict=True):
+                row.random_(0, 1 << bits, generator=g)
+            return out
+        per_row = d if wide else (d + 1) // 2  # 64-bit words
+        rows = [
+            torch.from_numpy(g.random_raw(per_row).view(np.int64 if wide else np.int32))[:d]
+            for g in self.bit_generators
+        ]
+        # one worker (the large-d case: a real cluster, a benchmark) keeps NumPy's buffer
+        out = rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
+        return out.bitwise_and_((1 << bits) - 1)
 
     def shared_round_generators(self, round_index: int) -> list[torch.Generator]:
         """Fresh generators, one per worker i, of the stream worker i shares with the server in
@@ -79,9 +132,15 @@ class WorkerRNG:
             ]
         )
 
-    def get_state(self) -> list[torch.Tensor]:
-        return [g.get_state() for g in self.generators]
+    def get_state(self) -> dict[str, list]:
+        """Every worker's stream positions: torch generator states and PCG64 states."""
+        return {
+            "torch": [g.get_state() for g in self.generators],
+            "bits": [g.state for g in self.bit_generators],
+        }
 
-    def set_state(self, states: list[torch.Tensor]) -> None:
-        for g, s in zip(self.generators, states, strict=True):
+    def set_state(self, state: dict[str, list]) -> None:
+        for g, s in zip(self.generators, state["torch"], strict=True):
             g.set_state(s)
+        for g, s in zip(self.bit_generators, state["bits"], strict=True):
+            g.state = s

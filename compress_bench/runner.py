@@ -106,8 +106,10 @@ def build_run(cfg: DictConfig) -> Run:
             "bits_convention=thesis counts powers of two: it needs quantizer=power_of_two"
         )
     lr = resolve_lr(plain.lr, compressor, quantizer, problem)
+    method_options = {key: value for key, value in plain.method.items() if key != "name"}
     method = build_method(
         plain.method.name,
+        **method_options,
         problem=problem,
         compressor=compressor,
         quantizer=quantizer,

@@ -22,7 +22,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def mushrooms_dir(tmp_path_factory) -> Path:
-    """A private copy of the offline mushrooms folder (runs cache f* next to the data)."""
+    """A private copy of the offline mushrooms folder."""
     source = SHARED_DATASETS / "mushrooms" / "mushrooms"
     if not source.is_file():
         pytest.skip(f"offline mushrooms copy not found at {source}")

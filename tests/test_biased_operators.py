@@ -29,9 +29,10 @@ from compress_bench.compressors.biased import (
     bernoulli_rand_k_from_uniforms,
 )
 from compress_bench.compressors.quantizers import (
-    _natural,
+    _natural_grid_floor,
     dithering_from_uniforms,
     dithering_value_bits,
+    natural_from_bits,
     natural_from_uniforms,
     sign1,
 )
@@ -263,15 +264,25 @@ def test_natural_bit_trick_equals_the_definition(dtype):
         got = natural_from_uniforms(t, u)
         assert torch.equal(torch.isnan(got), torch.isnan(expected))
         assert torch.equal(got.nan_to_num(), expected.nan_to_num())
-        assert torch.equal(_natural(t, u.clone(), scratch=True).nan_to_num(), got.nan_to_num())
+        # the bits path the quantizer takes, with r = 2^M - 1 - floor(u 2^M)
+        bits = 52 if dtype == torch.float64 else 23
+        r = (1 << bits) - 1 - (u.double() * 2.0**bits).floor().long()
+        r = r if dtype == torch.float64 else r.int()
+        assert torch.equal(natural_from_bits(t, r).nan_to_num(), got.nan_to_num())
         # float64 uniforms for float32 values follow the same rule
         assert torch.equal(natural_from_uniforms(t, u.double()).nan_to_num(), got.nan_to_num())
 
 
-def test_natural_quantizer_uses_one_uniform_per_coordinate():
-    G = torch.randn(3, 50, dtype=torch.float32)
-    out = build_quantizer({"name": "natural"}).quantize(Message.dense(G), WorkerRNG(4, 3))
-    u = WorkerRNG(4, 3).uniform(50, torch.float32)
+@pytest.mark.parametrize("n", [1, 3])
+def test_natural_quantizer_uses_23_random_bits_per_coordinate(n):
+    G = torch.randn(n, 51, dtype=torch.float32)
+    out = build_quantizer({"name": "natural"}).quantize(Message.dense(G), WorkerRNG(4, n))
+    r = WorkerRNG(4, n).random_bits(51, 23)
+    assert r.dtype == torch.int32 and r.shape == (n, 51)
+    assert r.min() >= 0 and r.max() < 2**23
+    u = ((2**23 - 1) - r).double() * 2.0**-23
+    assert torch.equal(out.values, natural_from_bits(G, r))  # (r is overwritten)
+    # the same rounding as natural_from_uniforms with u = (2^23 - 1 - r) / 2^23
     assert torch.equal(out.values, natural_from_uniforms(G, u))
 
 
@@ -336,6 +347,24 @@ def test_natural_dithering_example():
     assert torch.allclose(out, row([1.5, -1.5, 1.5]), rtol=0, atol=1e-9)
     q = build_quantizer({"name": "natural_dithering", "levels": 3})
     assert q.quantize(Message.dense(x), WorkerRNG(0, 1)).bits.tolist() == [41]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("levels", [1, 3, 8, 126, 160])
+def test_natural_grid_level_below_equals_the_frexp_definition(dtype, levels):
+    """The mask of the IEEE pattern (and the frexp fallback for levels below the normal range)
+    gives the grid level at or below y: 2^floor(log2 y) for y >= 2^(1-s), else 0."""
+    gen = torch.Generator().manual_seed(levels)
+    y = torch.exp2(-torch.rand(5000, generator=gen, dtype=torch.float64) * 1.2 * levels)
+    y = torch.cat([y, torch.tensor([0.0, 1.0, 0.5, 2.0 ** (1 - levels), 1e-45])]).to(dtype)
+    lowest = 2.0 ** (1 - levels)
+    _, exponent = torch.frexp(y.double())
+    expected = torch.where(
+        (y.double() >= lowest) & (y > 0),
+        torch.ldexp(torch.ones_like(y.double()), exponent - 1),
+        0.0,
+    ).to(dtype)
+    assert torch.equal(_natural_grid_floor(y, lowest), expected)
 
 
 def test_topk_natural_dithering_example():

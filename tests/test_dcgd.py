@@ -110,3 +110,35 @@ def test_rand_k_dcgd_step_is_unbiased():
     steps = torch.stack(steps)
     sd = steps.std(0) / np.sqrt(len(steps))
     assert torch.all((steps.mean(0) - gd).abs() <= 4 * sd + 1e-12)
+
+
+def test_spec_11_majority_vote_example():
+    """n = 2: sign messages [1, -1] and [-1, -1] sum to [0, -2]; the vote is [0, -1]."""
+    problem = CentersProblem([[-1.0, 1.0], [1.0, 1.0]])  # gradients at 0 are -c_i
+    method = DCGD(
+        problem,
+        build_compressor({"name": "identity"}, ratio=1.0),
+        build_quantizer({"name": "sign"}),
+        WorkerRNG(0, 2),
+        0.5,
+        aggregation="majority_vote",
+    )
+    x = problem.initial_point()
+    proposal = method.step(x, method.evaluate(x), method.init_state(x), 0)
+    assert proposal.message.values.tolist() == [[1.0, -1.0], [-1.0, -1.0]]
+    assert proposal.x.tolist() == [0.0, 0.5]  # x - 0.5 * [0, -1]
+    assert proposal.bits.tolist() == [2, 2]  # d bits each
+
+
+def test_majority_vote_needs_the_sign_quantizer():
+    from compress_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs quantizer=sign"):
+        DCGD(
+            CentersProblem([[1.0, 0.0]]),
+            build_compressor({"name": "identity"}, ratio=1.0),
+            build_quantizer({"name": "scaled_sign"}),
+            WorkerRNG(0, 1),
+            0.5,
+            aggregation="majority_vote",
+        )

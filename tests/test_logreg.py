@@ -162,7 +162,8 @@ def test_reference_matches_scipy_lbfgs_on_an_independent_objective(tmp_path):
     assert cached_reference(again, tmp_path) == ref
 
 
-def test_mushrooms_constants(mushrooms_dir):
+def test_mushrooms_constants(mushrooms_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("COMPRESS_BENCH_CACHE", str(tmp_path))
     cfg = OmegaConf.create(
         {"name": "mushrooms", "l2": 0.1, "split": "iid", "split_seed": None, "init": "zeros"}
     )
@@ -171,7 +172,8 @@ def test_mushrooms_constants(mushrooms_dir):
     assert p.smoothness - 0.1 == pytest.approx(2.586214, abs=5e-7)
     ref = p.reference()
     assert ref.grad_norm <= 1e-10
-    assert list(mushrooms_dir.joinpath("mushrooms").glob("reference-*.json"))  # next to the data
+    assert list(tmp_path.joinpath("reference").glob("reference-*.json"))  # the user's cache
+    assert not list(mushrooms_dir.joinpath("mushrooms").glob("reference-*"))  # not the data
     loss, grad = p.full_loss_and_grad(torch.tensor(ref.xstar, dtype=torch.float64))
     assert float(loss) == pytest.approx(ref.fstar, abs=1e-15)
 

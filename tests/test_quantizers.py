@@ -223,3 +223,42 @@ def test_bit_trick_nearest_equals_the_frexp_definition(dtype):
     slow = torch.where(slow.abs() < 2.0**-126, torch.zeros((), dtype=dtype), slow)
     assert torch.equal(fast, slow)
     assert torch.isnan(power_of_two(torch.tensor([float("nan")], dtype=dtype))).all()
+
+
+def _float32_from_bits(bits: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(bits.astype(np.uint32).view(np.float32).copy())
+
+
+def test_nearest_float32_every_mantissa_and_every_subnormal():
+    """Exhaustive over one binade (all 2^23 mantissas, both signs) and all 2^23 subnormals:
+    the multiply-and-mask path equals the integer definition (up iff the mantissa field is
+    >= 2^22, i.e. |t| >= 1.5 2^E; a subnormal m 2^-149 goes to 2^-126 iff m >= 0.75 2^23)."""
+    m = np.arange(2**23, dtype=np.uint64)
+    for exponent_field in (1, 127, 200, 253):
+        t = _float32_from_bits((exponent_field << 23) | m)
+        e = exponent_field + (m >= 2**22)
+        expected = _float32_from_bits(e << 23)
+        assert torch.equal(power_of_two(t), expected)
+        assert torch.equal(power_of_two(-t), -expected)
+    sub = _float32_from_bits(m)
+    expected = torch.where(torch.from_numpy(m >= 3 * 2**21), 2.0**-126, 0.0).float()
+    got = power_of_two(sub)
+    assert torch.equal(got, expected) and not torch.signbit(got).any()
+    got_negative = power_of_two(-sub)
+    assert torch.equal(got_negative, -expected)
+    assert not torch.signbit(got_negative[expected == 0]).any()  # plain zeros
+
+
+def test_nearest_float64_boundaries():
+    """Around every tie 1.5 2^E (E from -127 to 126) and 0.75 2^-126: the tie and its successor
+    go up, its predecessor goes down (float64 has no subnormals there, so this is the part
+    of the range where the product's rounding matters)."""
+    ties = torch.tensor([1.5 * 2.0**e for e in range(-127, 127)], dtype=torch.float64)
+    below = torch.nextafter(ties, torch.zeros_like(ties))
+    above = torch.nextafter(ties, torch.full_like(ties, math.inf))
+    up = 2 * ties / 1.5
+    down = torch.where(ties / 1.5 < 2.0**-126, 0.0, ties / 1.5)
+    assert torch.equal(power_of_two(ties), up)
+    assert torch.equal(power_of_two(above), up)
+    assert torch.equal(power_of_two(below), down)
+    assert torch.equal(power_of_two(-below), -down + 0.0)

@@ -155,3 +155,24 @@ def test_identity_has_no_compression_error_and_32_bits_per_coordinate(tmp_path):
     _, m = run(tmp_path, "compressor=identity", "rounds=3", "log_every=1")
     assert m["compression_error"].iloc[1:].tolist() == [0.0] * 3
     assert m["bits_per_coordinate"].iloc[1:].tolist() == [32.0] * 3
+
+
+def test_sign_with_majority_vote_runs_and_descends(tmp_path):
+    summary, m = run(
+        tmp_path,
+        "compressor=identity",
+        "quantizer=sign",
+        "method.aggregation=majority_vote",
+        "n_workers=5",
+        "lr=0.01",
+        "rounds=50",
+        "log_every=10",
+    )
+    assert summary["status"] == "completed"
+    assert m["loss"].iloc[-1] < m["loss"].iloc[0]
+    assert (m["bits_per_coordinate"].dropna() == 1.0).all()  # d bits per worker per round
+
+
+def test_majority_vote_with_another_quantizer_is_one_config_error():
+    with pytest.raises(ConfigError, match="needs quantizer=sign"):
+        build_run(config("method.aggregation=majority_vote"))

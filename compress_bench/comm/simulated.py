@@ -8,7 +8,8 @@ from compress_bench.compressors.base import Message
 
 
 class SimulatedCommunicator:
-    """Averages the workers' decoded messages, as an all-reduce would.
+    """Aggregates the workers' decoded messages, as an all-reduce would: their mean, or the
+    majority vote of their signs.
 
     Only the message's decoded values travel; bits are counted from the message itself.
     """
@@ -16,3 +17,8 @@ class SimulatedCommunicator:
     def average(self, message: Message) -> torch.Tensor:
         """(1/n) sum_i values_i, shape (d,)."""
         return message.values.mean(dim=0)
+
+    def majority_vote(self, message: Message) -> torch.Tensor:
+        """sgn(sum_i values_i) with sgn(0) = 0, shape (d,): the server's majority vote over
+        sign messages (spec 11; signSGD with majority vote, Bernstein et al. 2019)."""
+        return torch.sign(message.values.sum(dim=0))

@@ -49,9 +49,8 @@ def power_of_two(
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be 'nearest' or 'log2', got {rounding!r}")
     if rounding == "nearest" and not clip_exponent_at_zero and t.dtype in _FLOAT_LAYOUT:
-        q = _nearest_by_bits(t)
-    else:
-        q = _power_of_two_by_exponent(t, rounding, clip_exponent_at_zero)
+        return _nearest_by_bits(t)
+    q = _power_of_two_by_exponent(t, rounding, clip_exponent_at_zero)
     # spec 0.6: exponents above 127 saturate (below -126 both paths already send 0)
     q = q.clamp(-(2.0**MAX_EXPONENT), 2.0**MAX_EXPONENT)
     return torch.where(torch.isnan(t), t, q)
@@ -62,18 +61,43 @@ _FLOAT_LAYOUT = {torch.float64: (torch.int64, 52), torch.float32: (torch.int32, 
 
 
 def _nearest_by_bits(t: torch.Tensor) -> torch.Tensor:
-    """Nearest power of two, ties up, on the IEEE bit pattern: adding half of the mantissa
-    range carries into the exponent exactly when the mantissa 1.f has f >= 1/2; clearing the
-    mantissa then leaves sgn(t) 2^e. Exact, sign-preserving, 0 -> 0, and a handful of integer
-    ops instead of frexp/ldexp (which cost several times more)."""
+    """Nearest power of two, ties up, as ``mask(fl(t * fl(4/3)))``: ``|t| >= 1.5 2^E`` iff
+    ``|t| 4/3 >= 2^(E+1)``, and clearing the mantissa field of the product leaves the power of
+    two below it. One multiplication and one in-place mask, then a reduction that routes the
+    rare inputs (saturation, NaN) to a second pass; frexp/ldexp cost several times more.
+
+    Exact in float32 and float64 for every input, because the rounding of the product never
+    crosses a power of two the wrong way: with ``c = fl(4/3)`` (``4/3 + 2^-23/3`` in float32,
+    ``4/3 - 2^-52/3`` in float64), ``fl(a c) >= 2^(E+1)`` holds for ``a = 1.5 2^E`` (float64:
+    a tie, broken to the even 2^(E+1)) and fails for its predecessor. Below 2^-126 the product
+    is a float32 subnormal, so the mask sends it to 0 exactly when the nearest power of two is
+    2^-127 or less (spec 0.6), and to 2^-126 from ``0.75 2^-126`` up. tests/test_quantizers.py
+    checks every float32 mantissa and the float64 boundaries.
+    """
     int_dtype, mantissa_bits = _FLOAT_LAYOUT[t.dtype]
-    bits = t.contiguous().view(int_dtype)
-    rounded = (bits + (1 << (mantissa_bits - 1))) & -(1 << mantissa_bits)
-    # Below 0.75 * 2^-126 the nearest power of two is at most 2^-127, which is sent as 0.
-    # Tested on the input: float32 subnormals have no implicit leading bit, so the carry
-    # trick alone would put their midpoint at 0.5 * 2^-126.
-    tiny = t.abs() < 0.75 * 2.0**MIN_EXPONENT
-    return torch.where(tiny, torch.zeros((), dtype=t.dtype, device=t.device), rounded.view(t.dtype))
+    q = torch.mul(t, torch.tensor(4.0 / 3.0, dtype=t.dtype, device=t.device))
+    q.view(int_dtype).bitwise_and_(-(1 << mantissa_bits))
+    if t.dtype == torch.float64:
+        # float64 has normal numbers below 2^-126; 2^-127 and less are sent as 0 (spec 0.6)
+        q = q.masked_fill_(q.abs() < 2.0**MIN_EXPONENT, 0.0)
+    # inputs from 1.5 2^127 up round past 2^127
+    return _to_wire_range(t, q, first_unsafe=1.5 * 2.0**MAX_EXPONENT)
+
+
+def _to_wire_range(t: torch.Tensor, q: torch.Tensor, first_unsafe: float) -> torch.Tensor:
+    """``q`` (a fresh power-of-two rounding of ``t``, modified in place) as the wire carries it:
+    zeros are plain zeros (IEEE ``-0 + 0 = +0``; the exponent field 0 has no sign), results
+    beyond ``2^127`` saturate to ``+-2^127`` (spec 0.6) and NaN inputs pass through. One
+    reduction over ``t`` skips the last two passes when no ``|t|`` reaches ``first_unsafe``
+    (the smallest input that can round past 2^127) and none is NaN."""
+    if t.numel() == 0:
+        return q
+    q = q.add_(0.0)
+    lowest, highest = torch.aminmax(t)
+    if bool(torch.maximum(-lowest, highest) < first_unsafe):  # False for NaN
+        return q
+    q = q.clamp_(-(2.0**MAX_EXPONENT), 2.0**MAX_EXPONENT)
+    return torch.where(torch.isnan(t), t, q)
 
 
 def _power_of_two_by_exponent(
@@ -191,50 +215,60 @@ def natural_from_uniforms(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     encodable neighbours are 0 and ``2^-126``: ``sgn(t) 2^-126`` iff ``u < |t| 2^126``, else 0
     (unbiased; for float32 this is what the subnormal bit pattern gives).
     """
-    return _natural(t, u, scratch=False)
+    _check_natural_input(t, u)
+    _, mantissa_bits = _FLOAT_LAYOUT.get(t.dtype, _FLOAT_LAYOUT[torch.float32])
+    int_dtype = torch.int64 if mantissa_bits > 31 else torch.int32
+    # u < p_up = m 2^-M  iff  floor(u 2^M) < m  iff  r = 2^M - 1 - floor(u 2^M) carries (below)
+    r = ((1 << mantissa_bits) - 1) - (u * 2.0**mantissa_bits).floor().to(int_dtype)
+    return natural_from_bits(t, r)
 
 
-def _natural(t: torch.Tensor, u: torch.Tensor, scratch: bool) -> torch.Tensor:
-    """C_nat on the IEEE bit pattern. With ``|t| = 2^E (1 + m 2^-M)`` (M mantissa bits),
-    ``p_up = m 2^-M``, and ``u < p_up`` iff ``r = floor(u 2^M) < m``; adding ``2^M - 1 - r`` to
-    the bit pattern carries into the exponent exactly then, and clearing the mantissa leaves
-    ``sgn(t) lo`` or ``sgn(t) 2 lo``. Five elementwise integer passes, no frexp/ldexp.
-    ``scratch=True`` lets the computation overwrite ``u`` (a fresh draw nobody else holds)."""
-    if not t.is_floating_point():
-        raise TypeError(f"natural compression needs a floating-point tensor, got {t.dtype}")
-    if u.shape != t.shape:
-        raise ValueError(f"uniforms of shape {tuple(u.shape)} for values of shape {tuple(t.shape)}")
+def natural_from_bits(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """C_nat of every entry of ``t`` with random integers ``r`` uniform on ``{0, ..., 2^M - 1}``
+    (``M`` = 23 mantissa bits for float32 and half precision, computed in float32; 52 for
+    float64): the rounding of :func:`natural_from_uniforms` with ``u = (2^M - 1 - r)/2^M``.
+    ``r`` (int32 for M = 23, int64 for M = 52, the shape of ``t``) is overwritten.
+
+    On the IEEE bit pattern, ``|t| = 2^E (1 + m 2^-M)`` and ``p_up = m 2^-M``: adding ``r`` to
+    the pattern carries into the exponent field with probability ``P(r >= 2^M - m) = p_up``, and
+    clearing the mantissa field leaves ``sgn(t) lo`` or ``sgn(t) 2 lo``: two in-place integer
+    passes and a reduction, no frexp/ldexp and no float uniforms. Float32 subnormals have no
+    implicit leading bit, so the same carry rounds them to 0 or 2^-126 as documented above.
+    """
+    _check_natural_input(t, r)
     if t.dtype not in _FLOAT_LAYOUT:  # half precision: compute in float32
-        return _natural(t.float(), u, scratch=False).to(t.dtype)
+        return natural_from_bits(t.float(), r).to(t.dtype)
+    int_dtype, mantissa_bits = _FLOAT_LAYOUT[t.dtype]
+    if r.dtype != int_dtype:
+        raise TypeError(f"{t.dtype} values need {int_dtype} random integers, got {r.dtype}")
     if t.numel() == 0:
         return t.clone()
-    int_dtype, mantissa_bits = _FLOAT_LAYOUT[t.dtype]
-    mask = (1 << mantissa_bits) - 1
     t = t.contiguous()
-    below = None
-    if t.dtype == torch.float64:
-        # float64 represents |t| < 2^-126 as normal numbers: round those between 0 and 2^-126
-        # (float32 does the same by itself through its subnormal bit patterns)
-        mag = t.abs()
-        tiny = (mag < 2.0**MIN_EXPONENT) & (mag > 0)
-        if bool(tiny.any()):
-            up = u.to(t.dtype) < mag * 2.0**-MIN_EXPONENT
-            below = (tiny, torch.where(up, torch.sign(t) * 2.0**MIN_EXPONENT, 0.0))
-    if scratch and u.dtype == t.dtype and u.is_contiguous():
-        x = u.mul_(2.0**mantissa_bits)
-        r = x.view(int_dtype)
-        r.copy_(x)  # in-place cast (same size, same positions): r = floor(u 2^M), u >= 0
-    else:
-        r = (u * 2.0**mantissa_bits).to(int_dtype)  # exact scaling, then floor
-    bits = t.view(int_dtype)
-    q = torch.sub(bits, r, out=r).add_(mask).bitwise_and_(~mask).view(t.dtype)
-    lowest, highest = torch.aminmax(t)
-    if not bool(torch.maximum(-lowest, highest) < 2.0**MAX_EXPONENT):  # also NaN
-        q = q.clamp_(-(2.0**MAX_EXPONENT), 2.0**MAX_EXPONENT)
-        q = torch.where(torch.isnan(t), t, q)
-    if below is not None:
-        q = torch.where(below[0], below[1], q)
-    return q
+    below = _natural_below_normal(t, r) if t.dtype == torch.float64 else None
+    mask = (1 << mantissa_bits) - 1
+    q = r.add_(t.view(int_dtype)).bitwise_and_(~mask).view(t.dtype)
+    q = _to_wire_range(t, q, first_unsafe=2.0**MAX_EXPONENT)  # above 2^127 can round up to 2^128
+    return q if below is None else torch.where(below[0], below[1], q)
+
+
+def _natural_below_normal(t: torch.Tensor, r: torch.Tensor) -> tuple | None:
+    """float64 represents ``0 < |t| < 2^-126`` as normal numbers: the (mask, values) that round
+    those between 0 and 2^-126 (float32 does so by itself through its subnormal patterns)."""
+    mag = t.abs()
+    tiny = (mag < 2.0**MIN_EXPONENT) & (mag > 0)
+    if not bool(tiny.any()):
+        return None
+    u = (((1 << 52) - 1) - r).to(torch.float64) * 2.0**-52  # exact: r < 2^52
+    up = u < mag * 2.0**-MIN_EXPONENT
+    return tiny, torch.where(up, torch.sign(t) * 2.0**MIN_EXPONENT, 0.0)
+
+
+def _check_natural_input(t: torch.Tensor, draws: torch.Tensor) -> None:
+    if not t.is_floating_point():
+        raise TypeError(f"natural compression needs a floating-point tensor, got {t.dtype}")
+    if draws.shape != t.shape:
+        shapes = f"{tuple(draws.shape)} for values of shape {tuple(t.shape)}"
+        raise ValueError(f"random draws of shape {shapes}")
 
 
 @register_quantizer
@@ -244,8 +278,8 @@ class Natural(Quantizer):
     Coordinate-wise on the sent values: ``lo = 2^floor(log2|t|)``, output ``sgn(t) 2 lo`` with
     probability ``p_up = (|t| - lo)/lo``, else ``sgn(t) lo``; ``0 -> 0``. Unbiased, ``U(1/8)``:
     ``E C(t)^2 = (3s - 2)/s^2 t^2`` with ``s = |t|/lo``, at most ``(9/8) t^2`` (at ``s = 4/3``);
-    ``(8/9) C_nat`` is in ``B3(9/8)`` (R1). One uniform per coordinate from the worker's stream,
-    drawn in the values' dtype.
+    ``(8/9) C_nat`` is in ``B3(9/8)`` (R1). One uniform per coordinate, as ``M`` random bits (23 for
+    float32) from the worker's bit stream (:meth:`WorkerRNG.random_bits`).
 
     Bits: 9 per transmitted value (sign + 8-bit float32 exponent field), so ``9 d`` dense and
     ``k (9 + ceil(log2 d))`` after a sparsifier. Exponents above 127 saturate to ``+-2^127``;
@@ -261,9 +295,9 @@ class Natural(Quantizer):
 
     def quantize(self, message: Message, rng: WorkerRNG) -> Message:
         v = message.values
-        dtype = v.dtype if v.dtype in _FLOAT_LAYOUT else torch.float32
-        u = rng.uniform(v.shape[1], dtype=dtype)  # fresh: the computation reuses its memory
-        return message.with_values(_natural(v, u, scratch=True), value_bits=POWER_OF_TWO_BITS)
+        _, mantissa_bits = _FLOAT_LAYOUT.get(v.dtype, _FLOAT_LAYOUT[torch.float32])
+        r = rng.random_bits(v.shape[1], mantissa_bits)  # fresh: becomes the output
+        return message.with_values(natural_from_bits(v, r), value_bits=POWER_OF_TWO_BITS)
 
     def omega(self, d: int) -> float:
         return 1.0 / 8.0
@@ -304,21 +338,39 @@ def dithering_from_uniforms(
     if v.dim() != 2 or u.shape != v.shape:
         shapes = f"{tuple(v.shape)} and {tuple(u.shape)}"
         raise ValueError(f"expected (n, d) values and uniforms of one shape, got {shapes}")
-    N = _row_norm(v, norm)
+    return _dither(v, u, _row_norm(v, norm), levels, grid)
+
+
+def _dither(
+    v: torch.Tensor, u: torch.Tensor, N: torch.Tensor, levels: int, grid: str
+) -> torch.Tensor:
+    """:func:`dithering_from_uniforms` given the row norms ``N`` (n, 1). Works in two fresh
+    (n, d) buffers with in-place passes: the cost is memory traffic, so every pass counts."""
     safe = torch.where(N > 0, N, torch.ones((), dtype=N.dtype, device=N.device))
     if grid == "standard":
-        scaled = (v.abs() * levels).div_(safe).clamp_(max=levels)  # y s, in [0, s]
-        j = scaled.floor()
-        units = j + (u < scaled - j)  # level index of the output
-        return torch.sign(v) * units * (N / levels)
-    y = (v.abs() / safe).clamp_(max=1.0)
-    lowest = 2.0 ** (1 - levels)
-    on_grid = (y >= lowest) & (y > 0)  # then L_j = 2^floor(log2 y)
-    _, exponent = torch.frexp(y)
-    lo = torch.where(on_grid, torch.ldexp(torch.ones_like(y), exponent - 1), 0.0)
-    width = torch.where(on_grid, lo, lowest)
-    level = lo + width * (u < (y - lo) / width)
-    return torch.sign(v) * level * N
+        scaled = torch.abs(v).mul_(levels).div_(safe).clamp_(max=levels)  # y s, in [0, s]
+        units = torch.floor(scaled)  # the level index below
+        units.add_(u < scaled.sub_(units))  # up iff u < p_up = y s - j
+        return units.mul_(N / levels).copysign_(v)
+    y = torch.abs(v).div_(safe).clamp_(max=1.0)
+    lo = _natural_grid_floor(y, 2.0 ** (1 - levels))
+    width = lo.clamp(min=2.0 ** (1 - levels))  # lo on the grid; the lowest level below it
+    up = u < y.sub_(lo).div_(width)  # u < p_up = (y - lo)/width
+    return lo.add_(width.mul_(up)).mul_(N).copysign_(v)
+
+
+def _natural_grid_floor(y: torch.Tensor, lowest: float) -> torch.Tensor:
+    """The natural grid's level at or below each ``y`` in [0, 1]: ``2^floor(log2 y)`` for
+    ``y >= lowest = 2^(1-s)``, else 0. A mask of the IEEE pattern (clearing the mantissa field
+    of a normal number leaves the power of two below it), or frexp when ``lowest`` is below
+    the dtype's normal range (s > 126 in float32)."""
+    if y.dtype in _FLOAT_LAYOUT and lowest >= torch.finfo(y.dtype).tiny:
+        int_dtype, mantissa_bits = _FLOAT_LAYOUT[y.dtype]
+        lo = torch.bitwise_and(y.view(int_dtype), -(1 << mantissa_bits)).view(y.dtype)
+    else:
+        _, exponent = torch.frexp(y)
+        lo = torch.ldexp(torch.ones_like(y), exponent - 1).masked_fill_(y == 0, 0.0)
+    return lo.masked_fill_(y < lowest, 0.0)
 
 
 def _check_levels(levels: object) -> int:
@@ -356,10 +408,11 @@ class _Dithering(Quantizer):
     def quantize(self, message: Message, rng: WorkerRNG) -> Message:
         v = message.values
         u = rng.uniform(v.shape[1], dtype=v.dtype)
-        out = dithering_from_uniforms(v, u, self.levels, self.norm, self.grid)
-        norm = _row_norm(v, self.norm).squeeze(1)  # for the wire encoder (a float32 there)
+        norm = _row_norm(v, self.norm)
+        out = _dither(v, u, norm, self.levels, self.grid)
         quantized = message.with_values(out, self.value_bits, _norm_side_bits(message))
-        return replace(quantized, scalar=norm)
+        # the norm travels too (a float32 on the wire)
+        return replace(quantized, scalar=norm.squeeze(1))
 
     def _r(self) -> float:
         return min(self.norm, 2.0)

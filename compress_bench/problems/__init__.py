@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,10 +32,6 @@ def _initial_point(init: str, d: int, seed: int) -> np.ndarray:
     raise ConfigError(f"unknown init {init!r} (available: zeros, random, thesis)")
 
 
-def _writable(path: Path) -> bool:
-    return path.is_dir() and os.access(path, os.W_OK)
-
-
 def build_problem(
     cfg, n_workers: int, seed: int, device: torch.device, dtype: torch.dtype, data_dir=None
 ) -> Problem:
@@ -47,9 +42,9 @@ def build_problem(
     reference_cache = cache_dir() / "reference"
     if name == "mushrooms":
         root = resolve_data_dir(data_dir)
+        # f* is cached in the user's cache folder (keyed by a hash of the problem), never in
+        # the data folder: that may be shared, read-only, or a checksummed download
         features, labels = load_mushrooms(root, download=not os.environ.get(OFFLINE_ENV))
-        if _writable(root / "mushrooms"):  # keep f* next to the data it belongs to
-            reference_cache = root / "mushrooms"
     elif name == "synthetic_logreg":
         if cfg.n_samples < 1 or cfg.dim < 1:
             raise ConfigError("synthetic_logreg needs n_samples >= 1 and dim >= 1")

@@ -70,11 +70,7 @@ class WorkerRNG:
         worker's torch generator fills the row (Philox on CUDA is fast).
         """
         if self.device.type != "cpu":
-            # torch has no batched multi-generator draw: one call per worker's stream
-            out = torch.empty((self.n_workers, d), dtype=dtype, device=self.device)
-            for row, g in zip(out, self.generators, strict=True):
-                row.uniform_(generator=g)
-            return out
+            return self._torch_rows(d, dtype, lambda row, g: row.uniform_(generator=g))
         bits = 1 - int(math.log2(torch.finfo(dtype).eps))  # significand bits
         r = self.random_bits(d, bits)
         if r.element_size() == dtype.itemsize:
@@ -98,12 +94,10 @@ class WorkerRNG:
             raise ValueError(f"bits must be in [1, 63], got {bits}")
         wide = bits > 31
         if self.device.type != "cpu":
-            out = torch.empty(
-                (self.n_workers, d), dtype=torch.int64 if wide else torch.int32, device=self.device
+            int_dtype = torch.int64 if wide else torch.int32
+            return self._torch_rows(
+                d, int_dtype, lambda row, g: row.random_(0, 1 << bits, generator=g)
             )
-            for row, g in zip(out, self.generators, strict=True):
-                row.random_(0, 1 << bits, generator=g)
-            return out
         per_row = d if wide else (d + 1) // 2  # 64-bit words
         rows = [
             torch.from_numpy(g.random_raw(per_row).view(np.int64 if wide else np.int32))[:d]
@@ -112,6 +106,14 @@ class WorkerRNG:
         # one worker (the large-d case: a real cluster, a benchmark) keeps NumPy's buffer
         out = rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
         return out.bitwise_and_((1 << bits) - 1)
+
+    def _torch_rows(self, d: int, dtype: torch.dtype, draw) -> torch.Tensor:
+        """(n, d) tensor whose row i is filled in place by ``draw(row, generators[i])``: torch
+        has no batched multi-generator draw, so one call per worker's stream."""
+        out = torch.empty((self.n_workers, d), dtype=dtype, device=self.device)
+        for row, g in zip(out, self.generators, strict=True):
+            draw(row, g)
+        return out
 
     def shared_round_generators(self, round_index: int) -> list[torch.Generator]:
         """Fresh generators, one per worker i, of the stream worker i shares with the server in

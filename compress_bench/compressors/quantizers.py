@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 from typing import ClassVar
 
 import torch
@@ -60,6 +61,19 @@ def power_of_two(
 _FLOAT_LAYOUT = {torch.float64: (torch.int64, 52), torch.float32: (torch.int32, 23)}
 
 
+def _natural_layout(dtype: torch.dtype) -> tuple[torch.dtype, int]:
+    """The (integer view, mantissa bits) natural compression computes in for ``dtype``:
+    its own for float32 and float64, float32's for half precision."""
+    return _FLOAT_LAYOUT.get(dtype, _FLOAT_LAYOUT[torch.float32])
+
+
+@lru_cache(maxsize=8)
+def _four_thirds(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """fl(4/3) in ``dtype`` on ``device``, built once (a tensor per call costs more than the
+    multiplication on small inputs)."""
+    return torch.tensor(4.0 / 3.0, dtype=dtype, device=device)
+
+
 def _nearest_by_bits(t: torch.Tensor) -> torch.Tensor:
     """Nearest power of two, ties up, as ``mask(fl(t * fl(4/3)))``: ``|t| >= 1.5 2^E`` iff
     ``|t| 4/3 >= 2^(E+1)``, and clearing the mantissa field of the product leaves the power of
@@ -75,7 +89,7 @@ def _nearest_by_bits(t: torch.Tensor) -> torch.Tensor:
     checks every float32 mantissa and the float64 boundaries.
     """
     int_dtype, mantissa_bits = _FLOAT_LAYOUT[t.dtype]
-    q = torch.mul(t, torch.tensor(4.0 / 3.0, dtype=t.dtype, device=t.device))
+    q = torch.mul(t, _four_thirds(t.dtype, t.device))
     q.view(int_dtype).bitwise_and_(-(1 << mantissa_bits))
     if t.dtype == torch.float64:
         # float64 has normal numbers below 2^-126; 2^-127 and less are sent as 0 (spec 0.6)
@@ -216,8 +230,7 @@ def natural_from_uniforms(t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     (unbiased; for float32 this is what the subnormal bit pattern gives).
     """
     _check_natural_input(t, u)
-    _, mantissa_bits = _FLOAT_LAYOUT.get(t.dtype, _FLOAT_LAYOUT[torch.float32])
-    int_dtype = torch.int64 if mantissa_bits > 31 else torch.int32
+    int_dtype, mantissa_bits = _natural_layout(t.dtype)
     # u < p_up = m 2^-M  iff  floor(u 2^M) < m  iff  r = 2^M - 1 - floor(u 2^M) carries (below)
     r = ((1 << mantissa_bits) - 1) - (u * 2.0**mantissa_bits).floor().to(int_dtype)
     return natural_from_bits(t, r)
@@ -295,7 +308,7 @@ class Natural(Quantizer):
 
     def quantize(self, message: Message, rng: WorkerRNG) -> Message:
         v = message.values
-        _, mantissa_bits = _FLOAT_LAYOUT.get(v.dtype, _FLOAT_LAYOUT[torch.float32])
+        _, mantissa_bits = _natural_layout(v.dtype)
         r = rng.random_bits(v.shape[1], mantissa_bits)  # fresh: becomes the output
         return message.with_values(natural_from_bits(v, r), value_bits=POWER_OF_TWO_BITS)
 

@@ -29,7 +29,7 @@ class DCGD(Method):
     def __init__(self, *args: Any, aggregation: str = "mean", **kwargs: Any):
         super().__init__(*args, **kwargs)
         if aggregation not in AGGREGATIONS:
-            raise ConfigError(f"aggregation must be 'mean' or 'majority_vote', got {aggregation!r}")
+            raise ConfigError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if aggregation == "majority_vote" and self.quantizer.name != "sign":
             raise ConfigError(
                 "method.aggregation=majority_vote votes on signs: it needs quantizer=sign"

@@ -8,8 +8,10 @@ anything runs. Range checks that types cannot express live in :func:`validate`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -19,6 +21,25 @@ from omegaconf import MISSING, DictConfig
 from compress_bench.errors import ConfigError
 
 # Enum member names are what users type (OmegaConf validates strings against the names).
+
+SEED_MAX = 2**63 - 1  # NumPy's SeedSequence takes any non-negative int; torch seeds are 64-bit
+
+
+def bounded(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    allow_inf: bool = False,
+) -> Any:
+    """A schema field with its range: ``ge`` / ``gt`` / ``le`` bounds, checked by
+    :func:`validate` together with the field's type. Every float field must be finite unless
+    ``allow_inf`` (NaN never is); None passes when the field's type admits it. The bounds live
+    here, next to the type, so the validator and the property-based CLI test both read them
+    from the one schema instead of keeping their own lists."""
+    bounds = {"ge": ge, "gt": gt, "le": le, "allow_inf": allow_inf}
+    return field(default=default, metadata={"bounds": bounds})
 
 
 class Split(Enum):
@@ -99,9 +120,9 @@ class LogRegConfig:
     """l2-regularised logistic regression (spec section 25)."""
 
     name: str = MISSING
-    l2: float = 0.1
+    l2: float = bounded(0.1, ge=0)
     split: Split = Split.iid
-    split_seed: int | None = None  # None: the run's seed
+    split_seed: int | None = bounded(None, ge=0, le=SEED_MAX)  # None: the run's seed
     init: Init = Init.zeros
     storage: Storage = Storage.auto  # auto: sparse (CSR) below 30% non-zeros, else dense
 
@@ -116,10 +137,10 @@ class SyntheticLogRegConfig(LogRegConfig):
     """A generated problem: Gaussian features, labels from a random linear model plus noise."""
 
     name: str = "synthetic_logreg"
-    n_samples: int = 600
-    dim: int = 20
-    data_seed: int = 0
-    label_noise: float = 0.5
+    n_samples: int = bounded(600, ge=1)
+    dim: int = bounded(20, ge=1)
+    data_seed: int = bounded(0, ge=0, le=SEED_MAX)
+    label_noise: float = bounded(0.5, ge=0)  # std of the Gaussian noise on the scores
 
 
 # --- compressors and quantizers ------------------------------------------------------------
@@ -160,10 +181,12 @@ class ImportanceConfig:
     """The importance solver of the md_* compressors (spec section 12)."""
 
     variant: ImportanceVariant = ImportanceVariant.spec
-    steps: int = 100
-    lr: float = 1.0
-    rho: float = 1.0
-    entropy: float = 0.0
+    # steps = 0 would leave w at its start (uniform: the md operators then send coordinates
+    # 0..k-1 every round), so at least one mirror-descent step is required
+    steps: int = bounded(100, ge=1)
+    lr: float = bounded(1.0, gt=0)
+    rho: float = bounded(1.0, gt=0)
+    entropy: float = bounded(0.0, ge=0)
     warm_start: bool = True
     init: ImportanceInit = ImportanceInit.uniform
 
@@ -202,21 +225,21 @@ class NaturalConfig:
 @dataclass
 class StandardDitheringConfig:
     name: str = "standard_dithering"
-    levels: int = 8
-    norm: float = 2.0  # p in [1, inf]; inf is accepted
+    levels: int = bounded(8, ge=1)
+    norm: float = bounded(2.0, ge=1, allow_inf=True)  # p in [1, inf]
 
 
 @dataclass
 class QSGDConfig:
     name: str = "qsgd"
-    levels: int = 8
+    levels: int = bounded(8, ge=1)
 
 
 @dataclass
 class NaturalDitheringConfig:
     name: str = "natural_dithering"
-    levels: int = 8
-    norm: float = 2.0
+    levels: int = bounded(8, ge=1)
+    norm: float = bounded(2.0, ge=1, allow_inf=True)
 
 
 @dataclass
@@ -250,14 +273,14 @@ class Config:
     importance: Any = MISSING
     quantizer: Any = MISSING
     method: Any = MISSING
-    ratio: float = 0.2
-    n_workers: int = 1
-    rounds: int = 2000
-    lr: Any = "auto"  # a positive float, or "auto"
-    seed: int = 0
-    tol: float | None = None
-    max_bits: float | None = None
-    log_every: int = 10
+    ratio: float = bounded(0.2, gt=0, le=1)
+    n_workers: int = bounded(1, ge=1)
+    rounds: int = bounded(2000, ge=0)
+    lr: Any = "auto"  # a positive float, or "auto" (checked in validate)
+    seed: int = bounded(0, ge=0, le=SEED_MAX)
+    tol: float | None = bounded(None, ge=0)
+    max_bits: float | None = bounded(None, gt=0)
+    log_every: int = bounded(10, ge=1)
     device: Device = Device.auto
     dtype: DType = DType.float64
     bits_convention: BitsConvention = BitsConvention.spec
@@ -305,8 +328,36 @@ def compose_config(*overrides: str, hydra_node: bool = False) -> DictConfig:
         )
 
 
+# Config folders that are plumbing, not choices: Hydra's own settings, and the per-operator
+# settings an experiment selects by itself (experiment_operator/<experiment>_<compressor>).
+INTERNAL_GROUPS = ("hydra", "experiment_operator")
+
+
+def config_groups() -> dict[str, list[str]]:
+    """The user-facing config groups and their options, read from the shipped conf/ folder
+    (the ``schema/*`` nodes of the ConfigStore and the internal folders are left out)."""
+    from importlib.resources import files
+
+    root = files("compress_bench.conf")
+    groups = {}
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name not in INTERNAL_GROUPS and not entry.name.startswith("_"):
+            options = sorted(f.name[:-5] for f in entry.iterdir() if f.name.endswith(".yaml"))
+            if options:
+                groups[entry.name] = options
+    return dict(sorted(groups.items()))
+
+
+def _groups_help() -> str:
+    return "\n".join(f"{group}: {', '.join(options)}" for group, options in config_groups().items())
+
+
 def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore and the resolvers the configs use
+    (idempotent)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("cb_config_groups", _groups_help, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for group, options in SCHEMAS.items():
@@ -320,24 +371,68 @@ def _number(value: Any, key: str) -> float:
     return float(value)
 
 
+def _range_text(bounds: dict[str, Any], kind: str) -> str:
+    """'in (0, 1]' for a two-sided range, 'an integer >= 1' for a one-sided one."""
+    low = bounds["gt"] if bounds["gt"] is not None else bounds["ge"]
+    if low is not None and bounds["le"] is not None:
+        return f"in {'(' if bounds['gt'] is not None else '['}{low!r}, {bounds['le']!r}]"
+    if low is not None:
+        return f"{kind} {'>' if bounds['gt'] is not None else '>='} {low!r}"
+    return f"{kind} <= {bounds['le']!r}"
+
+
+def check_field(value: Any, annotation: Any, bounds: dict[str, Any] | None, key: str) -> None:
+    """Check one value against its schema field: finite floats (unless the field allows inf),
+    and the field's bounds. OmegaConf has already checked the type."""
+    if value is None or isinstance(value, bool | str) or not isinstance(value, int | float):
+        return  # None where allowed, enums and strings: OmegaConf validated them
+    allow_inf = bool(bounds and bounds["allow_inf"])
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if not bounds:
+        return
+    low_ok = (bounds["ge"] is None or value >= bounds["ge"]) and (
+        bounds["gt"] is None or value > bounds["gt"]
+    )
+    if not low_ok or (bounds["le"] is not None and value > bounds["le"]):
+        kind = "an integer" if annotation is int or "int" in str(annotation) else "a number"
+        raise ConfigError(f"{key} must be {_range_text(bounds, kind)}, got {value}")
+
+
+def schema_fields(schema: type) -> list[tuple[str, Any, dict[str, Any] | None]]:
+    """(name, type, bounds) of every field of a schema dataclass, for the validator and the
+    property-based tests."""
+    hints = typing.get_type_hints(schema)
+    return [(f.name, hints[f.name], f.metadata.get("bounds")) for f in dataclasses.fields(schema)]
+
+
+def group_schema(group: str, node: Any) -> type | None:
+    """The schema dataclass a composed group node was built from (None: not a group)."""
+    if group == "importance":
+        return ImportanceConfig  # its options are presets of one schema, without a name key
+    if group not in SCHEMAS or not isinstance(node, DictConfig) or node.get("name") is None:
+        return None
+    return SCHEMAS[group].get(str(node.name))
+
+
+def _check_node(node: Any, schema: type, prefix: str) -> None:
+    for name, annotation, bounds in schema_fields(schema):
+        if annotation is Any:
+            continue  # a nested group (importance) or a union OmegaConf cannot type (lr)
+        check_field(node.get(name), annotation, bounds, prefix + name)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Range checks the schema's types cannot express; raise ConfigError with one line."""
-    ratio = _number(cfg.ratio, "ratio")
-    if not (0.0 < ratio <= 1.0) or math.isnan(ratio):
-        raise ConfigError(f"ratio must be in (0, 1], got {cfg.ratio}")
-    if cfg.n_workers < 1:
-        raise ConfigError(f"n_workers must be at least 1, got {cfg.n_workers}")
-    if cfg.rounds < 0:
-        raise ConfigError(f"rounds must be non-negative, got {cfg.rounds}")
-    if cfg.log_every < 1:
-        raise ConfigError(f"log_every must be at least 1, got {cfg.log_every}")
+    """Range checks the schema's types cannot express; raise ConfigError with one line.
+
+    Every group node is checked against the dataclass it was composed from (its bounds and
+    finiteness), and the top level against :class:`Config`."""
+    _check_node(cfg, Config, "")
+    for group, node in cfg.items():
+        schema = group_schema(str(group), node)
+        if schema is not None:
+            _check_node(node, schema, f"{group}.")
     if cfg.lr != "auto":
         lr = _number(cfg.lr, "lr (a positive number or 'auto')")
         if not lr > 0 or not math.isfinite(lr):
-            raise ConfigError(f"lr must be positive (or 'auto'), got {cfg.lr}")
-    if cfg.tol is not None and not cfg.tol >= 0:
-        raise ConfigError(f"tol must be non-negative, got {cfg.tol}")
-    if cfg.max_bits is not None and not cfg.max_bits > 0:
-        raise ConfigError(f"max_bits must be positive, got {cfg.max_bits}")
-    if cfg.problem.l2 < 0:
-        raise ConfigError(f"problem.l2 must be non-negative, got {cfg.problem.l2}")
+            raise ConfigError(f"lr must be positive and finite (or 'auto'), got {cfg.lr}")

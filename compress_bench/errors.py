@@ -11,3 +11,26 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset is missing, cannot be downloaded, or fails verification."""
+
+
+class InternalError(Exception):
+    """An unexpected failure (a bug): the CLI prints one line naming the file that holds the
+    traceback, and exits 1."""
+
+    def __init__(self, message: str, traceback_file: str | None = None):
+        super().__init__(message)
+        self.traceback_file = traceback_file
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal (SIGTERM, SIGINT, SIGHUP). A BaseException, like
+    KeyboardInterrupt, so that ``except Exception`` (Hydra's job runner included) lets it
+    through and the whole command stops."""
+
+    def __init__(self, sig):
+        super().__init__(sig.name)
+        self.signal = sig
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signal)  # the shell's convention for death by signal

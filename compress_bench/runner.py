@@ -27,7 +27,8 @@ from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import k_from_ratio
 from compress_bench.compressors.bits import thesis_bits
 from compress_bench.config import validate
-from compress_bench.errors import ConfigError
+from compress_bench import signals
+from compress_bench.errors import ConfigError, Interrupted
 from compress_bench.methods import build_method
 from compress_bench.problems import build_problem
 from compress_bench.report import (
@@ -65,7 +66,10 @@ def resolve_lr(lr: Any, compressor, quantizer, problem) -> float:
     """``lr=auto``: 1/L for deterministic and unscaled operators, (k/d)/L for the d/k-scaled
     forms, and 1/(L + 2 omega L_max / n) for unbiased operators (spec section 20), where an
     unbiased quantizer after an unbiased compressor gives omega = (1 + w_C)(1 + w_Q) - 1
-    (independent randomness; w_Q taken at d values, an upper bound after a sparsifier)."""
+    (independent randomness; w_Q taken at d values, an upper bound after a sparsifier).
+
+    An operator in no class (no omega, no contraction delta: sign, md_greedy) gets 1/L with a
+    warning: that step is a default, not a theory step."""
     if lr != "auto":
         return float(lr)
     L, d, n = problem.smoothness, problem.d, problem.n_workers
@@ -76,7 +80,26 @@ def resolve_lr(lr: Any, compressor, quantizer, problem) -> float:
         if omega > 0:
             L_max = float(problem.worker_smoothness.max())
             return 1.0 / (L + 2.0 * omega * L_max / n)
+    if not _has_class_constant(compressor, quantizer, d):
+        log.warning(
+            "lr=auto: %s%s has no class constant (no omega, no contraction delta), so its "
+            "step %s/L is a default, not a theory step; set lr explicitly or use error feedback",
+            compressor.name,
+            "" if quantizer.name == "none" else f" + {quantizer.name}",
+            "1" if compressor.lr_factor(d) == 1 else "(k/d)",
+        )
     return compressor.lr_factor(d) / L
+
+
+def _has_class_constant(compressor, quantizer, d: int) -> bool:
+    """Whether Q(C(.)) is in a class of spec 26.1: unbiased with omega, or (after a scaling)
+    contractive: a contractive C followed by a contractive Q, or by an unbiased Q with omega
+    ((1/(1 + omega)) Q(C(.)) is then contractive, as spec 10 uses for TopK + dithering)."""
+    c_delta = compressor.contraction(d) is not None or compressor.omega(d) is not None
+    q_ok = quantizer.contraction(d) is not None or (
+        quantizer.unbiased and quantizer.omega(d) is not None
+    )
+    return c_delta and q_ok
 
 
 @dataclass
@@ -185,7 +208,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
     last_round, last_proposal = {"bits_per_coordinate": math.nan}, None
     try:
-        with MetricsWriter(out_dir / "metrics.csv", columns) as writer:
+        with signals.deferred(), MetricsWriter(out_dir / "metrics.csv", columns) as writer:
 
             def write_row(row: dict[str, Any]) -> None:
                 if last_proposal is not None:  # a diagnostic computed for logged rows only
@@ -193,6 +216,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 writer.write(row)
 
             for k in range(rounds + 1):
+                signals.check()  # a SIGTERM/SIGINT held during the last round stops here
                 grad_evals = problem.evaluations
                 ev = method.evaluate(x)
                 loss, grad_norm = float(ev.loss), float(ev.grad.norm())
@@ -237,12 +261,12 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 last_proposal = proposal
                 progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
-        summary.update(status="failed", stop_reason=type(err).__name__, error=str(err) or repr(err))
-        summary.update(_final(row, start))
-        write_json_atomic(summary_path, summary)
-        raise
-    finally:
         progress.close()
+        summary.update(_stopped(err), **_final(row, start))
+        write_json_atomic(summary_path, summary)
+        _plot_quietly(out_dir, summary)  # the rows written are real: draw them
+        raise
+    progress.close()
 
     summary.update(status=status, stop_reason=reason, **_final(row, start))
     write_json_atomic(summary_path, summary)
@@ -282,6 +306,23 @@ class _BitLedger:
         if self.thesis:
             row[THESIS_BITS_COLUMN] = self.thesis_total / self.n
         return row
+
+
+def _stopped(err: BaseException) -> dict[str, Any]:
+    """The summary fields of a run that ended by an exception: interrupted by a signal, or
+    failed."""
+    if isinstance(err, Interrupted | KeyboardInterrupt):
+        name = err.signal.name if isinstance(err, Interrupted) else "SIGINT"
+        return {"status": "interrupted", "stop_reason": "signal", "signal": name}
+    return {"status": "failed", "stop_reason": type(err).__name__, "error": str(err) or repr(err)}
+
+
+def _plot_quietly(out_dir: Path, summary: dict[str, Any]) -> None:
+    """loss.png after an interruption or a failure; a plotting problem must not hide it."""
+    try:
+        plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=_title(summary))
+    except Exception as err:
+        log.warning("could not draw loss.png: %s", err)
 
 
 def _final(row: dict[str, Any], start: float) -> dict[str, Any]:

@@ -466,7 +466,11 @@ class QSGD(_Dithering):
 
     ``C(v)_i = ||v|| sgn(v_i) l_i`` with ``l_i`` the random rounding of ``|v_i|/||v||`` to the
     grid ``{0, 1/s, ..., 1}``; ``v = 0 -> 0``. Unbiased, ``U(omega)`` with
-    ``omega = min(d/s^2, sqrt(d)/s)`` (QSGD Lemma 3.1; ``d`` the number of sent values).
+    ``omega = min(d/(4 s^2), sqrt(d)/s)`` (``d`` the number of sent values): the same
+    operator as ``standard_dithering`` with p = 2, so the same constant, the general bound of
+    spec 8 at r = 2. It is tighter than QSGD Lemma 3.1's ``min(d/s^2, sqrt(d)/s)`` (table
+    26.1), since ``q (1 - q) <= 1/4`` per coordinate; both are valid, and one operator gets one
+    omega (and so one ``lr=auto``).
     Option: ``levels`` (s >= 1, default 8).
 
     Bits: fixed-length code, ``32 + d (1 + ceil(log2(s + 1)))`` dense and
@@ -481,9 +485,7 @@ class QSGD(_Dithering):
     def __init__(self, *, levels: int = 8):
         super().__init__(levels=levels, norm=2.0)
 
-    def omega(self, d: int) -> float:
-        s = self.levels
-        return min(d / (s * s), math.sqrt(d) / s)
+    omega = StandardDithering.omega  # p = 2 fixed: one operator, one constant
 
     def __repr__(self) -> str:
         return f"QSGD(levels={self.levels})"

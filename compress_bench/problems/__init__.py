@@ -20,6 +20,38 @@ THESIS_INIT_SEED = 18  # fixed in the thesis code, independent of the run's seed
 OFFLINE_ENV = "COMPRESS_BENCH_OFFLINE"  # set (non-empty) to never download datasets
 
 
+# The generated features exist as NumPy float64, as the problem's tensor and as its float64
+# twin (the f* solver): three (m, d) copies at least; the smoothness constants (one d x d
+# matrix per worker and one for f) and the Newton steps of the f* solve add (n + 1) d^2.
+SYNTHETIC_COPIES = 3
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable; None if unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(needed: int, what: str) -> None:
+    """Refuse, before allocating, a problem that cannot fit in memory (rather than failing
+    deep inside NumPy, or swapping the machine to a halt)."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"{what} needs about {needed / 2**30:.3g} GiB, more than the "
+            f"{available / 2**30:.3g} GiB of memory available; choose a smaller problem"
+        )
+
+
 def _initial_point(init: str, d: int, seed: int) -> np.ndarray:
     if init == "zeros":
         return np.zeros(d)
@@ -48,6 +80,10 @@ def build_problem(
     elif name == "synthetic_logreg":
         if cfg.n_samples < 1 or cfg.dim < 1:
             raise ConfigError("synthetic_logreg needs n_samples >= 1 and dim >= 1")
+        _check_memory(
+            8 * (SYNTHETIC_COPIES * cfg.n_samples * cfg.dim + (n_workers + 1) * cfg.dim**2),
+            f"synthetic_logreg with n_samples={cfg.n_samples}, dim={cfg.dim}",
+        )
         features, labels = synthetic_logreg_data(
             cfg.n_samples, cfg.dim, cfg.data_seed, cfg.label_noise
         )

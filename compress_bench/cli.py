@@ -14,6 +14,7 @@ Set COMPRESS_BENCH_DEBUG=1 to see full tracebacks instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -180,7 +181,8 @@ def _version() -> str:
 
     from compress_bench import __version__
 
-    return f"compress-bench {__version__} (hydra-core {hydra_pkg.__version__}, torch {torch.__version__})"
+    versions = f"hydra-core {hydra_pkg.__version__}, torch {torch.__version__}"
+    return f"compress-bench {__version__} ({versions})"
 
 
 def _fail(message: str, code: int) -> None:
@@ -232,10 +234,8 @@ def _finish_sweep_report() -> None:
     """A sweep stopped by a signal still gets its report (it lists the jobs never run)."""
     from compress_bench.report import callback
 
-    try:
+    with contextlib.suppress(BaseException):  # the signal is what must be reported
         callback.finish_pending_report()
-    except BaseException:  # the signal is what must be reported
-        pass
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ DEFAULT_OUTPUTS = "outputs"  # where conf/config.yaml puts run and sweep folders
 
 def check_arguments(argv: Sequence[str]) -> None:
     """Raise UserError (one line) for an override Hydra would reject obscurely or too late."""
+    _check_flags(argv)
     if any(arg in _NOT_OVERRIDES for arg in argv):
         return
     overrides = [_parse(arg) for arg in argv if "=" in arg and not arg.startswith("-")]
@@ -32,6 +33,20 @@ def check_arguments(argv: Sequence[str]) -> None:
         _check_group_choice(override, groups)
     multirun = any(arg in _MULTIRUN for arg in argv)
     _check_output_folder(overrides, SWEEP_DIR if multirun else RUN_DIR, multirun)
+
+
+def _check_flags(argv: Sequence[str]) -> None:
+    """Parse the flags with Hydra's own argument parser, raising its error as one line
+    (argparse would print the whole usage text first)."""
+    from hydra._internal.utils import get_args_parser  # Hydra's parser (pinned hydra-core 1.3)
+
+    parser = get_args_parser()
+
+    def error(message: str) -> None:
+        raise UserError(f"{message} (see --help)")
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_args(list(argv))
 
 
 def _parse(text: str) -> Override | None:
@@ -85,7 +100,9 @@ def _check_output_folder(overrides: list[Override], key: str, multirun: bool) ->
 def _refuse_used(folder: Path, key: str, multirun: bool) -> None:
     if multirun:
         jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-        used = jobs or [name for name in ("multirun.yaml", "summary.csv") if (folder / name).exists()]
+        used = jobs or [
+            name for name in ("multirun.yaml", "summary.csv") if (folder / name).exists()
+        ]
         what = f"a sweep (jobs {', '.join(jobs)})" if jobs else "a sweep"
     else:
         used = [name for name in ("summary.json", "metrics.csv") if (folder / name).exists()]

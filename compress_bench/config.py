@@ -102,6 +102,16 @@ class TopKScale(Enum):
     dk = "dk"
 
 
+class EF21Init(Enum):
+    gradient = "gradient"
+    compressed = "compressed"
+
+
+class DIANAInit(Enum):
+    zeros = "zeros"
+    gradient = "gradient"
+
+
 class Rounding(Enum):
     nearest = "nearest"
     log2 = "log2"
@@ -263,6 +273,30 @@ class DCGDConfig:
     aggregation: Aggregation = Aggregation.mean
 
 
+@dataclass
+class EFConfig(DCGDConfig):
+    """EF14 (spec 22): DCGD with an error memory around the whole operator."""
+
+    name: str = "ef"
+
+
+@dataclass
+class EF21Config:
+    """EF21 (spec 23); init=gradient sends grad f_i(x^0) uncompressed in round 0."""
+
+    name: str = "ef21"
+    init: EF21Init = EF21Init.gradient
+
+
+@dataclass
+class DIANAConfig:
+    """DIANA (spec 24); alpha null: 1/(omega + 1) of the operator."""
+
+    name: str = "diana"
+    alpha: float | None = bounded(None, gt=0, le=1)
+    init: DIANAInit = DIANAInit.zeros
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -277,6 +311,7 @@ class Config:
     n_workers: int = bounded(1, ge=1)
     rounds: int = bounded(2000, ge=0)
     lr: Any = "auto"  # a positive float, or "auto" (checked in validate)
+    lr_mult: float = bounded(1.0, gt=0)  # multiplies lr (and the theory step of lr=auto)
     seed: int = bounded(0, ge=0, le=SEED_MAX)
     tol: float | None = bounded(None, ge=0)
     max_bits: float | None = bounded(None, gt=0)
@@ -312,7 +347,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "sign": SignConfig,
         "scaled_sign": ScaledSignConfig,
     },
-    "method": {"dcgd": DCGDConfig},
+    "method": {"dcgd": DCGDConfig, "ef": EFConfig, "ef21": EF21Config, "diana": DIANAConfig},
 }
 
 

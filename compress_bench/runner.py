@@ -23,13 +23,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from compress_bench import signals
 from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import k_from_ratio
 from compress_bench.compressors.bits import thesis_bits
+from compress_bench.compressors.chain import chain
 from compress_bench.config import validate
-from compress_bench import signals
 from compress_bench.errors import ConfigError, Interrupted
-from compress_bench.methods import build_method
+from compress_bench.methods import method_class
 from compress_bench.problems import build_problem
 from compress_bench.report import (
     METRIC_COLUMNS,
@@ -62,44 +63,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_lr(lr: Any, compressor, quantizer, problem) -> float:
-    """``lr=auto``: 1/L for deterministic and unscaled operators, (k/d)/L for the d/k-scaled
-    forms, and 1/(L + 2 omega L_max / n) for unbiased operators (spec section 20), where an
-    unbiased quantizer after an unbiased compressor gives omega = (1 + w_C)(1 + w_Q) - 1
-    (independent randomness; w_Q taken at d values, an upper bound after a sparsifier).
-
-    An operator in no class (no omega, no contraction delta: sign, md_greedy) gets 1/L with a
-    warning: that step is a default, not a theory step."""
+def resolve_lr(lr: Any, lr_mult: float, method_cls, operator, problem) -> float:
+    """The step: ``lr`` times ``lr_mult``; ``lr=auto`` is the method's theoretical step for
+    this operator (spec 20-24), so ``lr_mult`` sweeps "theory step x factor"."""
     if lr != "auto":
-        return float(lr)
-    L, d, n = problem.smoothness, problem.d, problem.n_workers
-    omega_c, omega_q = compressor.omega(d), quantizer.omega(d)
-    unbiased = compressor.unbiased and quantizer.unbiased
-    if unbiased and omega_c is not None and omega_q is not None:
-        omega = (1 + omega_c) * (1 + omega_q) - 1
-        if omega > 0:
-            L_max = float(problem.worker_smoothness.max())
-            return 1.0 / (L + 2.0 * omega * L_max / n)
-    if not _has_class_constant(compressor, quantizer, d):
-        log.warning(
-            "lr=auto: %s%s has no class constant (no omega, no contraction delta), so its "
-            "step %s/L is a default, not a theory step; set lr explicitly or use error feedback",
-            compressor.name,
-            "" if quantizer.name == "none" else f" + {quantizer.name}",
-            "1" if compressor.lr_factor(d) == 1 else "(k/d)",
-        )
-    return compressor.lr_factor(d) / L
-
-
-def _has_class_constant(compressor, quantizer, d: int) -> bool:
-    """Whether Q(C(.)) is in a class of spec 26.1: unbiased with omega, or (after a scaling)
-    contractive: a contractive C followed by a contractive Q, or by an unbiased Q with omega
-    ((1/(1 + omega)) Q(C(.)) is then contractive, as spec 10 uses for TopK + dithering)."""
-    c_delta = compressor.contraction(d) is not None or compressor.omega(d) is not None
-    q_ok = quantizer.contraction(d) is not None or (
-        quantizer.unbiased and quantizer.omega(d) is not None
-    )
-    return c_delta and q_ok
+        return float(lr) * lr_mult
+    theory = method_cls.theory_lr(problem, operator)
+    if theory is None:
+        raise ConfigError(method_cls.auto_lr_error(operator))
+    return theory * lr_mult
 
 
 @dataclass
@@ -128,16 +100,16 @@ def build_run(cfg: DictConfig) -> Run:
         raise ConfigError(
             "bits_convention=thesis counts powers of two: it needs quantizer=power_of_two"
         )
-    lr = resolve_lr(plain.lr, compressor, quantizer, problem)
+    operator = chain(compressor, quantizer)
+    method_cls = method_class(plain.method.name)
+    lr = resolve_lr(plain.lr, plain.lr_mult, method_cls, operator, problem)
     method_options = {key: value for key, value in plain.method.items() if key != "name"}
-    method = build_method(
-        plain.method.name,
-        **method_options,
+    method = method_cls(
         problem=problem,
-        compressor=compressor,
-        quantizer=quantizer,
+        operator=operator,
         rng=WorkerRNG(plain.seed, plain.n_workers, device),
         lr=lr,
+        **method_options,
     )
     fstar = problem.reference().fstar
     return Run(plain, problem, method, lr, fstar, k_from_ratio(plain.ratio, problem.d))
@@ -181,6 +153,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         "compressor": cfg.compressor.name,
         "quantizer": cfg.quantizer.name,
         "method": cfg.method.name,
+        "operator": method.operator.name,
         "n_workers": n,
         "d": problem.d,
         "k": run.k,

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from compress_bench.compressors import build_compressor, build_quantizer
+from compress_bench.compressors.chain import chain
 from compress_bench.methods import DCGD
 from compress_bench.problems.base import Problem, Reference
 from compress_bench.problems.logreg import LogisticRegression, synthetic_logreg_data
@@ -42,8 +43,7 @@ class CentersProblem(Problem):
 def one_round(problem, compressor, quantizer="none", lr=0.5, **q):
     method = DCGD(
         problem,
-        build_compressor(compressor, ratio=0.5),
-        build_quantizer({"name": quantizer, **q}),
+        chain(build_compressor(compressor, ratio=0.5), build_quantizer({"name": quantizer, **q})),
         WorkerRNG(0, problem.n_workers),
         lr,
     )
@@ -77,8 +77,7 @@ def test_identity_dcgd_is_gradient_descent_bit_for_bit(n):
     problem = _logreg(n)
     method = DCGD(
         problem,
-        build_compressor({"name": "identity"}, ratio=1.0),
-        build_quantizer({"name": "none"}),
+        chain(build_compressor({"name": "identity"}, ratio=1.0), build_quantizer({"name": "none"})),
         WorkerRNG(0, n),
         lr=0.7,
     )
@@ -101,8 +100,9 @@ def test_rand_k_dcgd_step_is_unbiased():
     for seed in range(3000):
         method = DCGD(
             problem,
-            build_compressor({"name": "rand_k"}, ratio=0.34),
-            build_quantizer({"name": "none"}),
+            chain(
+                build_compressor({"name": "rand_k"}, ratio=0.34), build_quantizer({"name": "none"})
+            ),
             WorkerRNG(seed, 2),
             lr=0.5,
         )
@@ -117,8 +117,7 @@ def test_spec_11_majority_vote_example():
     problem = CentersProblem([[-1.0, 1.0], [1.0, 1.0]])  # gradients at 0 are -c_i
     method = DCGD(
         problem,
-        build_compressor({"name": "identity"}, ratio=1.0),
-        build_quantizer({"name": "sign"}),
+        chain(build_compressor({"name": "identity"}, ratio=1.0), build_quantizer({"name": "sign"})),
         WorkerRNG(0, 2),
         0.5,
         aggregation="majority_vote",
@@ -136,8 +135,10 @@ def test_majority_vote_needs_the_sign_quantizer():
     with pytest.raises(ConfigError, match="needs quantizer=sign"):
         DCGD(
             CentersProblem([[1.0, 0.0]]),
-            build_compressor({"name": "identity"}, ratio=1.0),
-            build_quantizer({"name": "scaled_sign"}),
+            chain(
+                build_compressor({"name": "identity"}, ratio=1.0),
+                build_quantizer({"name": "scaled_sign"}),
+            ),
             WorkerRNG(0, 1),
             0.5,
             aggregation="majority_vote",

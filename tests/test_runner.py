@@ -138,7 +138,7 @@ def test_auto_lr_follows_the_operator(tmp_path):
     [
         ("ratio=0", "ratio must be in"),
         ("ratio=1.5", "ratio must be in"),
-        ("n_workers=0", "n_workers must be at least 1"),
+        ("n_workers=0", "n_workers must be an integer >= 1"),
         ("rounds=-1", "rounds must be"),
         ("lr=0", "lr must be positive"),
         ("lr=abc", "lr (a positive number"),

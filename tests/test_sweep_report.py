@@ -492,11 +492,13 @@ def test_installed_command_has_no_traceback(tmp_path):
 # --- the Hydra callback ----------------------------------------------------------------------
 
 
-def test_callback_reports_and_keeps_the_result(sweep):
+def test_callback_reports_and_keeps_the_result(tmp_path):
+    sweep = tmp_path / "multirun"  # what make_sweep fills, after the multirun started
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
     cb = callback.SweepReportCallback()
     cb.on_multirun_start(config)
     assert callback.LAST_REPORT is None
+    make_sweep(tmp_path)
     cb.on_multirun_end(config)
     assert callback.LAST_REPORT["failed"] == [6]
     assert (sweep / "summary.csv").is_file()

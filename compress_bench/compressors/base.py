@@ -163,6 +163,8 @@ class Compressor(ABC):
     name: ClassVar[str]
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
+    #: True for the operators that query the objective (RoundContext.problem): the md_* family
+    needs_objective: ClassVar[bool] = False
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype) -> Any:
         """Initial per-worker state; stateless operators return None."""
@@ -213,6 +215,8 @@ class Quantizer(ABC):
     extra_side_bits: ClassVar[int] = 0
     #: False for the operators that send something for a zero input (one-bit sign).
     zero_to_zero: ClassVar[bool] = True
+    #: True when the decoded values are signs (+-1): majority vote applies (spec 11).
+    sign_only: ClassVar[bool] = False
 
     @abstractmethod
     def quantize(self, message: Message, rng: WorkerRNG) -> Message:

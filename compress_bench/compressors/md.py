@@ -78,6 +78,7 @@ class _ImportanceCompressor(Compressor):
 
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
+    needs_objective: ClassVar[bool] = True  # the importance solver evaluates f_i
 
     def __init__(self, *, ratio: float, importance: dict[str, Any] | None = None):
         self.ratio = check_ratio(ratio)

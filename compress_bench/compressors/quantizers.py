@@ -551,6 +551,7 @@ class Sign(Quantizer):
     deterministic: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = 1
     zero_to_zero: ClassVar[bool] = False
+    sign_only: ClassVar[bool] = True
 
     def quantize(self, message: Message, rng: WorkerRNG) -> Message:
         return message.with_values(_on_sent(message, sign1(message.values)), value_bits=1)

@@ -21,6 +21,8 @@ import logging
 import os
 import re
 import shutil
+import ssl
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,17 +96,23 @@ def signed_labels(spec: DatasetSpec, labels: np.ndarray) -> np.ndarray:
 def load_libsvm(
     spec: DatasetSpec, data_dir: str | os.PathLike[str], download: bool = True
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Return the verified ``(csr matrix, raw labels)`` of ``spec`` under ``data_dir``."""
+    """Return the verified ``(csr matrix, raw labels)`` of ``spec`` under ``data_dir``.
+
+    Every way the file or its folders can be unusable (missing, unreadable, a folder, a broken
+    link, under a file, in a folder that cannot be searched) raises :class:`DataError`.
+    """
     path = spec.path(data_dir)
-    if not path.exists():
+    status = _stat(spec, path)
+    if status is None:
         if not download:
             raise DataError(
                 f"{spec.name} not found at {path} (download disabled); put the LIBSVM file "
                 f"from {spec.url} there or set {DATA_ENV}/data_dir"
             )
         _download(spec, path)
-    if not path.is_file():
-        raise _corrupted(spec, path, ["not a regular file"])
+        status = _stat(spec, path)
+    if status is None or not stat.S_ISREG(status.st_mode):
+        raise _corrupted(spec, path, [_not_a_file(status)])
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -113,6 +121,85 @@ def load_libsvm(
             f"or set {DATA_ENV}/data_dir to another folder"
         ) from exc
     return _verify(spec, path, _normalise(raw))
+
+
+# --- locating the file ---------------------------------------------------------------------
+
+
+def _stat(spec: DatasetSpec, path: Path) -> os.stat_result | None:
+    """``stat`` of the data file (following links), None if absent; DataError if unknowable.
+
+    ``Path.exists`` is not enough: it raises PermissionError for a folder that cannot be
+    searched, and says "absent" for a symlink loop or a path under a file, which would send
+    a download to a place where it cannot be installed.
+    """
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        _refuse_broken_link(spec, path)
+        return None
+    except NotADirectoryError as exc:
+        raise DataError(
+            f"{spec.name} cannot be looked up at {path}: {_non_folder(path)} is a file, not a "
+            f"folder; set {DATA_ENV}/data_dir to a folder"
+        ) from exc
+    except PermissionError as exc:
+        folder = _unsearchable_folder(path)
+        raise DataError(
+            f"{spec.name} at {path} cannot be checked ({_short_reason(exc)}: the folder {folder} "
+            f"cannot be searched); fix its permissions or set {DATA_ENV}/data_dir to another folder"
+        ) from exc
+    except (OSError, ValueError) as exc:  # ELOOP (a symlink loop), ENAMETOOLONG, a NUL byte
+        raise DataError(
+            f"{spec.name} at {path} cannot be checked ({_short_reason(exc)}); fix the path or set "
+            f"{DATA_ENV}/data_dir to another folder"
+        ) from exc
+
+
+def _not_a_file(status: os.stat_result | None) -> str:
+    """Why a path that should be the data file is not one, in a few words."""
+    if status is None:  # installed, then removed by someone else before we read it
+        return "gone right after the download"
+    return "a folder, not a file" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+
+
+def _refuse_broken_link(spec: DatasetSpec, path: Path) -> None:
+    """A dangling symlink on the way is the user's pointer to a copy that is gone: say so,
+    instead of downloading over it (os.replace would silently replace the link)."""
+    for candidate in (path, *path.parents):
+        if os.path.islink(candidate) and not os.path.exists(candidate):
+            raise DataError(
+                f"{spec.name} not found at {path}: {candidate} is a broken symbolic link (to "
+                f"{_link_target(candidate)}); fix or remove it, or set {DATA_ENV}/data_dir"
+            )
+
+
+def _link_target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:  # removed or replaced since it was seen
+        return "?"
+
+
+def _non_folder(path: Path) -> Path:
+    """The first ancestor of ``path`` (from the root down) that exists but is not a folder."""
+    for candidate in reversed(path.parents):
+        if os.path.lexists(candidate) and not os.path.isdir(candidate):
+            return candidate
+    return path.parent
+
+
+def _unsearchable_folder(path: Path) -> Path:
+    """The folder whose permissions hide ``path``: the parent of the first ancestor that
+    cannot be stat-ed (os.stat needs search permission on every folder above)."""
+    for candidate in (*reversed(path.parents), path):
+        try:
+            os.stat(candidate)
+        except PermissionError:
+            return candidate.parent
+        except OSError:
+            break
+    return path.parent
 
 
 # --- verification --------------------------------------------------------------------------
@@ -213,15 +300,18 @@ class _VerifyAndInstall:
 
 
 def _download(spec: DatasetSpec, final: Path) -> None:
+    """Download, verify and install ``spec`` at ``final``; DataError on any failure.
+
+    On failure nothing is left behind: not the staging folder, and not the folders this call
+    created for ``final`` (an empty ``<data_dir>/mushrooms/`` would look like a data set).
+    """
     import pooch
     import requests
 
     _log.info("downloading %s from %s to %s", spec.name, spec.url, final)
-    staging: Path | None = None
+    created, staging = _prepare(spec, final)
+    installed = False
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # Same filesystem as the final path, so the last os.replace is atomic.
-        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=final.parent))
         with _quiet_pooch(pooch):
             pooch.retrieve(
                 spec.url,
@@ -231,14 +321,81 @@ def _download(spec: DatasetSpec, final: Path) -> None:
                 processor=_VerifyAndInstall(spec, final),
                 downloader=pooch.HTTPDownloader(progressbar=False, timeout=DOWNLOAD_TIMEOUT),
             )
+        installed = True
     except (requests.RequestException, OSError) as exc:
         raise DataError(
             f"{spec.name} not found at {final} and could not be downloaded from {spec.url} "
             f"({_short_reason(exc)}); put the LIBSVM file there or set {DATA_ENV}/data_dir"
         ) from exc
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+    finally:  # also on DataError (bad checksum) and on signals
+        shutil.rmtree(staging, ignore_errors=True)
+        if not installed:
+            _remove_empty(created)
+
+
+def _prepare(spec: DatasetSpec, final: Path) -> tuple[list[Path], Path]:
+    """Create the folder of ``final`` and a staging folder in it, for an atomic install.
+
+    Returns the folders created for ``final`` (deepest first) and the staging folder.
+    """
+    try:
+        created = _make_folders(final.parent)
+    except OSError as exc:
+        where = exc.filename or final.parent
+        raise _unwritable(spec, final, f"the folder {where} cannot be created", exc) from exc
+    try:
+        # Same filesystem as the final path, so the last os.replace is atomic.
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=final.parent))
+    except OSError as exc:
+        _remove_empty(created)
+        raise _unwritable(spec, final, f"nothing can be written in {final.parent}", exc) from exc
+    return created, staging
+
+
+def _unwritable(spec: DatasetSpec, final: Path, what: str, exc: OSError) -> DataError:
+    return DataError(
+        f"{spec.name} not found at {final} and cannot be downloaded there: {what} "
+        f"({_short_reason(exc)}); choose a writable data_dir or {DATA_ENV}, or put the LIBSVM "
+        f"file from {spec.url} there"
+    )
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """``mkdir -p folder``, returning only the folders this call created, deepest first."""
+    missing = []
+    candidate = folder
+    while not os.path.lexists(candidate) and candidate != candidate.parent:
+        missing.append(candidate)
+        candidate = candidate.parent
+    created: list[Path] = []
+    try:
+        for candidate in reversed(missing):
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:  # made meanwhile by a concurrent run: not ours to remove
+                if not os.path.isdir(candidate):
+                    raise
+                continue
+            created.insert(0, candidate)
+    except OSError:
+        _remove_empty(created)
+        raise
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; never anything else.
+
+    ``os.rmdir`` refuses a folder that is not empty, so a file put there meanwhile (by the
+    user, or a concurrent download) is never lost; its parents are then kept as well.
+    """
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
 
 
 @contextlib.contextmanager
@@ -257,6 +414,8 @@ def _short_reason(exc: BaseException) -> str:
     """A few words on why a download or read failed, for a one-line message."""
     import requests
 
+    if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
+        return _tls_reason(exc)
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code} {exc.response.reason or ''}".strip()
     if isinstance(exc, requests.Timeout):
@@ -270,6 +429,41 @@ def _short_reason(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """Why TLS failed, from the ssl error that requests and urllib3 wrap (twice)."""
+    cause = next((e for e in _causes(exc) if isinstance(e, ssl.SSLError)), None)
+    text = _one_line(str(exc))
+    if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = getattr(cause, "verify_message", None)
+        if not detail:
+            match = re.search(r"certificate verify failed: ([^(')]+)", text)
+            detail = match.group(1) if match else "unknown reason"
+        # requests trusts certifi's bundle, not the system store or SSL_CERT_FILE; a private CA
+        # (a company proxy that inspects TLS) must be named through REQUESTS_CA_BUNDLE.
+        return (
+            f"TLS certificate verification failed ({detail.strip().rstrip('.')}); if a proxy "
+            f"or private CA signs the server's certificate, set REQUESTS_CA_BUNDLE to its CA file"
+        )
+    reason = getattr(cause, "reason", None)  # OpenSSL's code, e.g. WRONG_VERSION_NUMBER
+    detail = str(reason).replace("_", " ").lower() if reason else text[:120]
+    return f"TLS handshake failed ({detail})"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps: in args, ``reason``, ``__cause__``, ``__context__``."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = (*current.args, getattr(current, "reason", None))
+        linked += (current.__cause__, current.__context__)
+        pending.extend(e for e in linked if isinstance(e, BaseException))
 
 
 def _one_line(text: str) -> str:

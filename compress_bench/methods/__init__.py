@@ -1,15 +1,34 @@
-"""Methods: the update rules, each with explicit per-worker state."""
+"""Methods: the update rules, each with explicit per-worker state.
+
+Importing this package registers every built-in method (``@register_method``)."""
 
 from compress_bench.errors import ConfigError
-from compress_bench.methods.base import Evaluation, Method, Proposal
+from compress_bench.methods import dcgd, diana, ef, ef21  # noqa: F401  (registration)
+from compress_bench.methods.base import METHODS, Evaluation, Method, Proposal, register_method
 from compress_bench.methods.dcgd import DCGD
+from compress_bench.methods.diana import DIANA
+from compress_bench.methods.ef import EF14
+from compress_bench.methods.ef21 import EF21
 
-METHODS: dict[str, type[Method]] = {"dcgd": DCGD}
+__all__ = [
+    "DCGD",
+    "DIANA",
+    "EF14",
+    "EF21",
+    "METHODS",
+    "Evaluation",
+    "Method",
+    "Proposal",
+    "build_method",
+    "register_method",
+]
 
-__all__ = ["METHODS", "Evaluation", "Method", "Proposal", "build_method"]
+
+def method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r} (available: {', '.join(sorted(METHODS))})")
+    return METHODS[name]
 
 
 def build_method(name: str, **kwargs) -> Method:
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r} (available: {', '.join(sorted(METHODS))})")
-    return METHODS[name](**kwargs)
+    return method_class(name)(**kwargs)

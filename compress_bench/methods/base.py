@@ -1,17 +1,36 @@
-"""The method interface: one communication round as an explicit state transition."""
+"""The method interface: one communication round as an explicit state transition.
+
+A round is a worker phase (every worker turns its gradient into a message and updates its own
+state), a collective (the communicator averages the decoded messages, or votes on signs), and
+a server phase (the aggregate becomes the direction, and x moves). The phases are separate so
+that a distributed backend and a DDP hook can run them where they belong. All workers are one
+batch: per-worker state has a leading dimension n.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from compress_bench.comm import SimulatedCommunicator
-from compress_bench.compressors.base import Compressor, Message, Quantizer, RoundContext
+from compress_bench.compressors.base import Message, RoundContext
+from compress_bench.compressors.chain import Chain
+from compress_bench.errors import ConfigError
 from compress_bench.problems.base import Problem
 from compress_bench.rng import WorkerRNG
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Make ``method=<cls.name>`` selectable (and run it through the method tests)."""
+    if cls.name in METHODS:
+        raise RuntimeError(f"method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
 
 
 @dataclass(frozen=True)
@@ -49,42 +68,6 @@ class Proposal:
         return compression_error(self.inputs, self.message.values)
 
 
-class Method(ABC):
-    """A distributed method: workers compress, the communicator aggregates, x moves."""
-
-    name: str
-
-    def __init__(
-        self,
-        problem: Problem,
-        compressor: Compressor,
-        quantizer: Quantizer,
-        rng: WorkerRNG,
-        lr: float,
-        communicator: SimulatedCommunicator | None = None,
-    ):
-        self.problem = problem
-        self.compressor = compressor
-        self.quantizer = quantizer
-        self.rng = rng
-        self.lr = lr
-        self.communicator = communicator or SimulatedCommunicator()
-
-    def init_state(self, x0: torch.Tensor) -> Any:
-        n, d = self.problem.n_workers, self.problem.d
-        return {"compressor": self.compressor.init_state(n, d, x0.device, x0.dtype)}
-
-    def evaluate(self, x: torch.Tensor) -> Evaluation:
-        """All workers' losses and gradients at x, in one batched call."""
-        losses, grads = self.problem.loss_and_grad(x.expand(self.problem.n_workers, -1))
-        return Evaluation(losses, grads)
-
-    def compress(self, inputs: torch.Tensor, state: Any, ctx: RoundContext):
-        """C then Q on every worker's row; returns the message and the compressor's state."""
-        message, cstate = self.compressor.compress(inputs, state, self.rng, ctx)
-        return self.quantizer.quantize(message, self.rng), cstate
-
-
 def compression_error(inputs: torch.Tensor, outputs: torch.Tensor) -> float:
     """Mean over workers of ||C(v_i) - v_i||^2 / ||v_i||^2, the empirical 1 - 1/delta of the
     operator (spec 0.7); workers whose input is 0 have no ratio and are left out (NaN if all)."""
@@ -95,6 +78,98 @@ def compression_error(inputs: torch.Tensor, outputs: torch.Tensor) -> float:
         return float("nan")
     return float((errors[live] / norms[live]).mean())
 
+
+@dataclass(frozen=True)
+class WorkerOutput:
+    """What the worker phase produces: the message, the workers' new state, and what they
+    compressed (for the compression-error diagnostic)."""
+
+    message: Message
+    state: dict[str, Any]
+    inputs: torch.Tensor
+
+
+class Method(ABC):
+    """A distributed method: workers compress, the communicator aggregates, x moves.
+
+    Subclasses set ``name`` and implement :meth:`worker` and :meth:`server`; :meth:`theory_lr`
+    gives the step ``lr=auto`` uses (spec 20-24), None where the method has no rule for the
+    operator (the runner then stops with one line).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        problem: Problem,
+        operator: Chain,
+        rng: WorkerRNG,
+        lr: float,
+        communicator: SimulatedCommunicator | None = None,
+    ):
+        self.problem = problem
+        self.operator = operator
+        self.rng = rng
+        self.lr = lr
+        self.communicator = communicator or SimulatedCommunicator()
+
+    def init_state(self, x0: torch.Tensor) -> dict[str, Any]:
+        n, d = self.problem.n_workers, self.problem.d
+        return {"operator": self.operator.init_state(n, d, x0.device, x0.dtype)}
+
+    def evaluate(self, x: torch.Tensor) -> Evaluation:
+        """All workers' losses and gradients at x, in one batched call."""
+        losses, grads = self.problem.loss_and_grad(x.expand(self.problem.n_workers, -1))
+        return Evaluation(losses, grads)
+
+    def context(self, x: torch.Tensor, round_index: int) -> RoundContext:
+        return RoundContext(round_index=round_index, x=x, lr=self.lr, problem=self.problem)
+
+    def compress(self, inputs: torch.Tensor, state: dict[str, Any], ctx: RoundContext):
+        """The operator on every worker's row: the message and the state with the
+        operator's new part."""
+        message, op_state = self.operator.compress(inputs, state["operator"], self.rng, ctx)
+        return message, {**state, "operator": op_state}
+
     @abstractmethod
+    def worker(
+        self, x: torch.Tensor, ev: Evaluation, state: dict[str, Any], round_index: int
+    ) -> WorkerOutput:
+        """Every worker's message of round ``round_index`` and their new state."""
+
+    def aggregate(self, message: Message) -> torch.Tensor:
+        """The collective: (1/n) sum_i of the decoded messages, shape (d,)."""
+        return self.communicator.average(message)
+
+    @abstractmethod
+    def server(
+        self, x: torch.Tensor, aggregate: torch.Tensor, state: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """x^{k+1} and the server's new state, from the aggregate of the messages."""
+
     def step(self, x: torch.Tensor, ev: Evaluation, state: Any, round_index: int) -> Proposal:
         """Round ``round_index`` from x, given the workers' evaluation at x."""
+        out = self.worker(x, ev, state, round_index)
+        x_next, new_state = self.server(x, self.aggregate(out.message), out.state)
+        return Proposal(x_next, new_state, out.message.bits, out.message, out.inputs)
+
+    @classmethod
+    def theory_lr(cls, problem: Problem, operator: Chain) -> float | None:
+        """The step of the method's analysis for this operator (``lr=auto``)."""
+        return None
+
+    @classmethod
+    def auto_lr_error(cls, operator: Chain) -> str:
+        return f"method={cls.name} has no theoretical step for {operator.name}; set lr"
+
+
+def dense_message(values: torch.Tensor) -> Message:
+    """Every coordinate as a float32 (32 d bits per worker): the uncompressed round 0 of
+    EF21 and of DIANA's gradient-shift variant."""
+    return Message.dense(values)
+
+
+def check_choice(value: Any, options: tuple[str, ...], key: str) -> str:
+    if value not in options:
+        raise ConfigError(f"{key} must be one of {', '.join(options)}, got {value!r}")
+    return str(value)

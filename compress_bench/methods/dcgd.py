@@ -1,28 +1,33 @@
 """DCGD, distributed compressed gradient descent (spec sections 20, 21).
 
-x^{k+1} = x^k - (eta / n) sum_i Q(C_i(grad f_i(x^k)))
+x^{k+1} = x^k - (eta / n) sum_i op(grad f_i(x^k)),   op = Q(C(.)) (any operator chain)
 
-With ``aggregation="majority_vote"`` (spec 11, signSGD with majority vote; needs the sign
-quantizer) the server steps along the vote instead: x^{k+1} = x^k - eta sgn(sum_i sign(g_i)).
+With ``aggregation="majority_vote"`` (spec 11, signSGD with majority vote; needs an operator
+whose values are signs) the server steps along the vote instead:
+x^{k+1} = x^k - eta sgn(sum_i sign(g_i)).
 
-Bits per round: sum_i bits(Q(C_i(.))). With the identity compressor and no quantizer this is
+Bits per round: sum_i bits(op(.)). With the identity compressor and no quantizer this is
 plain distributed gradient descent, bit for bit.
 References: Khirirat, Feyzmahdavian, Johansson (2018); the thesis (Khafizov, 2024).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
-from compress_bench.compressors.base import RoundContext
+from compress_bench.compressors.base import Message
 from compress_bench.errors import ConfigError
-from compress_bench.methods.base import Evaluation, Method, Proposal
+from compress_bench.methods.base import Evaluation, Method, WorkerOutput, register_method
+
+log = logging.getLogger("compress_bench")
 
 AGGREGATIONS = ("mean", "majority_vote")
 
 
+@register_method
 class DCGD(Method):
     name = "dcgd"
 
@@ -30,24 +35,40 @@ class DCGD(Method):
         super().__init__(*args, **kwargs)
         if aggregation not in AGGREGATIONS:
             raise ConfigError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-        if aggregation == "majority_vote" and self.quantizer.name != "sign":
+        if aggregation == "majority_vote" and not self.operator.tags.sign_only:
             raise ConfigError(
                 "method.aggregation=majority_vote votes on signs: it needs quantizer=sign"
             )
         self.aggregation = aggregation
 
-    def step(self, x: torch.Tensor, ev: Evaluation, state: Any, round_index: int) -> Proposal:
-        ctx = RoundContext(round_index=round_index, x=x, lr=self.lr, problem=self.problem)
-        message, cstate = self.compress(ev.grads, state["compressor"], ctx)
+    def worker(self, x, ev: Evaluation, state, round_index: int) -> WorkerOutput:
+        message, state = self.compress(ev.grads, state, self.context(x, round_index))
+        return WorkerOutput(message, state, ev.grads)
+
+    def aggregate(self, message: Message) -> torch.Tensor:
         if self.aggregation == "majority_vote":
-            update = self.communicator.majority_vote(message)
-        else:
-            update = self.communicator.average(message)
-        x_next = x - self.lr * update
-        return Proposal(
-            x_next,
-            {**state, "compressor": cstate},
-            message.bits,
-            message,
-            ev.grads,
-        )
+            return self.communicator.majority_vote(message)
+        return self.communicator.average(message)
+
+    def server(self, x, aggregate, state):
+        return x - self.lr * aggregate, state
+
+    @classmethod
+    def theory_lr(cls, problem, operator) -> float:
+        """1/L for deterministic and unscaled operators, (k/d)/L for the d/k-scaled forms,
+        1/(L + 2 omega L_max / n) for unbiased ones (spec 20). An operator in no class (sign,
+        the md_* greedy operators) gets 1/L with a warning: a default, not a theory step."""
+        L, d, n = problem.smoothness, problem.d, problem.n_workers
+        omega = operator.omega(d)
+        if operator.unbiased and omega is not None and omega > 0:
+            L_max = float(problem.worker_smoothness.max())
+            return 1.0 / (L + 2.0 * omega * L_max / n)
+        if not operator.has_class_constant(d):
+            log.warning(
+                "lr=auto: %s has no class constant (no omega, no contraction delta), so its "
+                "step %s/L is a default, not a theory step; set lr explicitly or use error "
+                "feedback",
+                operator.name,
+                "1" if operator.lr_factor(d) == 1 else "(k/d)",
+            )
+        return operator.lr_factor(d) / L

@@ -17,7 +17,6 @@ __all__ = ["Problem", "Reference", "LogisticRegression", "build_problem", "PROBL
 
 PROBLEMS = ("mushrooms", "synthetic_logreg")
 THESIS_INIT_SEED = 18  # fixed in the thesis code, independent of the run's seed
-OFFLINE_ENV = "COMPRESS_BENCH_OFFLINE"  # set (non-empty) to never download datasets
 
 
 # The generated features exist as NumPy float64, as the problem's tensor and as its float64
@@ -68,7 +67,7 @@ def build_problem(
     cfg, n_workers: int, seed: int, device: torch.device, dtype: torch.dtype, data_dir=None
 ) -> Problem:
     """The problem named by ``cfg.name``, split between ``n_workers``."""
-    from compress_bench.data import cache_dir, load_mushrooms, resolve_data_dir
+    from compress_bench.data import cache_dir, load_mushrooms, offline_requested, resolve_data_dir
 
     name = str(cfg.name)
     reference_cache = cache_dir() / "reference"
@@ -76,7 +75,7 @@ def build_problem(
         root = resolve_data_dir(data_dir)
         # f* is cached in the user's cache folder (keyed by a hash of the problem), never in
         # the data folder: that may be shared, read-only, or a checksummed download
-        features, labels = load_mushrooms(root, download=not os.environ.get(OFFLINE_ENV))
+        features, labels = load_mushrooms(root, download=not offline_requested())
     elif name == "synthetic_logreg":
         if cfg.n_samples < 1 or cfg.dim < 1:
             raise ConfigError("synthetic_logreg needs n_samples >= 1 and dim >= 1")

@@ -12,6 +12,10 @@ A failing report never fails the sweep: the error is logged and kept in :data:`L
 :data:`LAST_REPORT` holds the result of the last report made in this process (None before any),
 so the command can choose its exit status with :func:`compress_bench.report.sweep.exit_code`.
 
+``on_multirun_start`` refuses a sweep folder that already holds a sweep
+(:mod:`compress_bench.report.reuse`): it runs before Hydra's basic sweeper creates the folder,
+writes multirun.yaml and launches the first job, so the old sweep is left untouched.
+
 Hydra calls ``on_multirun_end`` only when no job raised: its basic sweeper re-raises the first
 job exception after the whole batch has run. A command that lets job exceptions escape can call
 :func:`finish_pending_report` in its error path to report the sweep anyway.
@@ -21,10 +25,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from compress_bench.errors import UserError
+from compress_bench.report.reuse import refuse_used_sweep_folder
 
 log = logging.getLogger("compress_bench")
 
@@ -40,12 +47,19 @@ class SweepReportCallback(Callback):
         self.bits_column = bits_column
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse a used sweep folder (before anything is written), then note the sweep as
+        pending a report."""
         global LAST_REPORT, _pending
-        LAST_REPORT = None
+        LAST_REPORT, _pending = None, None
         try:
-            _pending = (Path(str(config.hydra.sweep.dir)), self.bits_column)
+            sweep_dir = Path(str(config.hydra.sweep.dir))
         except Exception:  # the report is optional, the sweep is not
-            _pending = None
+            return
+        try:
+            refuse_used_sweep_folder(sweep_dir)
+        except UserError as err:
+            _stop_the_sweep(err)
+        _pending = (sweep_dir, self.bits_column)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -54,6 +68,15 @@ class SweepReportCallback(Callback):
             _failed(None, err)
             return
         run_report(sweep_dir, self.bits_column)
+
+
+def _stop_the_sweep(err: UserError) -> NoReturn:
+    """Hydra turns an Exception raised by a callback into a warning and runs the sweep anyway
+    (hydra/_internal/callbacks.py), so the error travels in the command's BaseException
+    carrier, which ``compress_bench.cli.main`` unwraps and prints as one line (exit 2)."""
+    from compress_bench.cli import _JobError  # the command imports this module, not back
+
+    raise _JobError(err) from None
 
 
 def run_report(sweep_dir: Path | str, bits_column: str | None = None) -> dict[str, Any]:
@@ -87,6 +110,10 @@ def _failed(sweep_dir: Path | str | None, err: BaseException) -> None:
         "diverged": [],
         "missing": [],
         "incomplete": [],
+        "interrupted": [],
+        "no_metrics": [],
+        "unexpected": [],
+        "unknown": [],
         "files": [],
         "error": text,
     }

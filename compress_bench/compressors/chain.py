@@ -1,0 +1,194 @@
+"""Operator combinators: ``chain(C, Q)`` and ``error_feedback(op)``.
+
+A method sees one operator, whatever it is made of. ``chain(C, Q1, ..., Qm)`` applies the
+compressor C and then each quantizer to the values C sends; it is itself an operator
+(``init_state`` / ``compress`` with explicit state: the tuple of its parts' states) and
+derives its constants once, here, from its parts' (optax's ``chain``, for the idea):
+
+  unbiased      every part unbiased (independent randomness)
+  omega         prod_j (1 + omega_j) - 1 when every part is unbiased with a known omega
+                (the quantizers' omega taken at d values: an upper bound after a sparsifier)
+  contraction   delta_C * prod_j delta_Qj when every part has a contraction constant (the
+                alphas of spec 23 multiply: Q o TopK has alpha = 8k / (9d)); None otherwise.
+                An unbiased quantizer without a contraction (C_nat, dithering) leaves the
+                unscaled chain without one: spec 10 and 23 scale it by 1/(1 + omega) first.
+  tags          :class:`Tags`, for the method, the bit conventions and the reports
+
+``error_feedback(op)`` (EF14, spec 22) wraps any operator: worker i keeps the error
+``e_i``, compresses ``v_i = e_i + g_i`` and keeps ``e_i <- v_i - op(v_i)``, so the error it
+remembers is the whole operator's, quantizer included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from compress_bench.compressors.base import Compressor, Message, Quantizer, RoundContext
+from compress_bench.rng import WorkerRNG
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Declared capabilities of an operator (scikit-learn's estimator tags, for the idea).
+
+    unbiased         E op(x) = x
+    deterministic    no randomness
+    zero_to_zero     op(0) = 0 (one-bit sign sends +1 for a zero input)
+    sign_only        the decoded values are signs (+-1): majority vote applies
+    needs_objective  the operator queries the problem (the importance-based md_* family)
+    collective       workers' outputs depend on each other (none built in yet)
+    """
+
+    unbiased: bool
+    deterministic: bool
+    zero_to_zero: bool = True
+    sign_only: bool = False
+    needs_objective: bool = False
+    collective: bool = False
+
+
+class Chain:
+    """Q_m(...Q_1(C(v))): a compressor followed by quantizers, acting on (n, d) batches.
+
+    Bits: those of the last message (the quantizers replace the bits per value and add side
+    information; the count of sent values stays the compressor's, spec 0.6 and 21).
+    """
+
+    def __init__(self, compressor: Compressor, *quantizers: Quantizer):
+        self.compressor = compressor
+        # "none" is the identity quantizer: dropping it keeps repr and constants simple
+        self.quantizers = tuple(q for q in quantizers if q.name != "none")
+        parts = (compressor, *self.quantizers)
+        self.tags = Tags(
+            unbiased=all(p.unbiased for p in parts),
+            deterministic=all(p.deterministic for p in parts),
+            zero_to_zero=all(getattr(p, "zero_to_zero", True) for p in parts),
+            sign_only=bool(self.quantizers) and getattr(self.quantizers[-1], "sign_only", False),
+            needs_objective=getattr(compressor, "needs_objective", False),
+        )
+
+    @property
+    def name(self) -> str:
+        """'top_k', 'top_k + natural_dithering': the name reports and logs show."""
+        return " + ".join(p.name for p in (self.compressor, *self.quantizers))
+
+    @property
+    def unbiased(self) -> bool:
+        return self.tags.unbiased
+
+    def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
+        return (self.compressor.init_state(n_workers, d, device, dtype),)
+
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        message, cstate = self.compressor.compress(G, state[0], rng, ctx)
+        for quantizer in self.quantizers:
+            message = quantizer.quantize(message, rng)
+        return message, (cstate,)
+
+    def omega(self, d: int) -> float | None:
+        """The variance constant of the chain, when every part is unbiased with one."""
+        if not self.unbiased:
+            return None
+        omegas = [p.omega(d) for p in (self.compressor, *self.quantizers)]
+        if any(w is None for w in omegas):
+            return None
+        return math.prod(1.0 + w for w in omegas) - 1.0
+
+    def contraction(self, d: int) -> float | None:
+        """delta of B3 for the chain: the product of its parts' (None if a part has none)."""
+        deltas = [p.contraction(d) for p in (self.compressor, *self.quantizers)]
+        if any(delta is None for delta in deltas):
+            return None
+        return math.prod(deltas)
+
+    def has_class_constant(self, d: int) -> bool:
+        """Whether the chain is in a class of spec 26.1 (possibly after a scaling): unbiased
+        with omega, contractive, or contractive followed by unbiased quantizers with omega
+        ((1/(1 + omega)) Q(C(.)) is then contractive, as spec 10 uses for TopK + dithering)."""
+        if self.omega(d) is not None or self.contraction(d) is not None:
+            return True
+        c = self.compressor
+        c_ok = c.contraction(d) is not None or c.omega(d) is not None
+        q_ok = all(
+            q.contraction(d) is not None or (q.unbiased and q.omega(d) is not None)
+            for q in self.quantizers
+        )
+        return c_ok and q_ok
+
+    def lr_factor(self, d: int) -> float:
+        """Default multiplier of 1/L (spec 20): k/d for the d/k-scaled compressors."""
+        return self.compressor.lr_factor(d)
+
+    def __repr__(self) -> str:
+        return f"chain({', '.join(repr(p) for p in (self.compressor, *self.quantizers))})"
+
+
+def chain(compressor: Compressor, *quantizers: Quantizer) -> Chain:
+    """The operator Q_m o ... o Q_1 o C (see :class:`Chain`)."""
+    return Chain(compressor, *quantizers)
+
+
+class ErrorFeedback:
+    """EF14 memory around an operator (spec 22, gradient units):
+
+    v_i = e_i + g_i,   c_i = op(v_i),   e_i <- v_i - c_i      (e_i^0 = 0)
+
+    State: ``(e, inner_state)`` with e of shape (n, d). Bits: the inner operator's. Not
+    unbiased (the memory carries the past), deterministic iff the inner operator is.
+    Reference: Seide et al. (2014); Stich, Cordonnier, Jaggi (2018); Karimireddy et al. (2019).
+    """
+
+    def __init__(self, inner: Chain):
+        self.inner = inner
+        self.tags = Tags(
+            unbiased=False,
+            deterministic=inner.tags.deterministic,
+            zero_to_zero=False,  # a non-zero memory is sent even for a zero input
+            sign_only=inner.tags.sign_only,
+            needs_objective=inner.tags.needs_objective,
+            collective=inner.tags.collective,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"ef({self.inner.name})"
+
+    unbiased = False
+
+    def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
+        error = torch.zeros(n_workers, d, device=device, dtype=dtype)
+        return (error, self.inner.init_state(n_workers, d, device, dtype))
+
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        error, inner_state = state
+        v = error + G
+        message, inner_state = self.inner.compress(v, inner_state, rng, ctx)
+        return message, (v - message.values, inner_state)
+
+    def omega(self, d: int) -> None:
+        return None
+
+    def contraction(self, d: int) -> float | None:
+        return self.inner.contraction(d)
+
+    def has_class_constant(self, d: int) -> bool:
+        return self.inner.has_class_constant(d)
+
+    def lr_factor(self, d: int) -> float:
+        return self.inner.lr_factor(d)
+
+    def __repr__(self) -> str:
+        return f"error_feedback({self.inner!r})"
+
+
+def error_feedback(op: Chain) -> ErrorFeedback:
+    """``op`` with an EF14 error memory per worker (see :class:`ErrorFeedback`)."""
+    return ErrorFeedback(op)

@@ -50,6 +50,8 @@ bench: install  ## the benchmarks (ratios measured in one run on this machine)
 	$(BIN)/python benchmarks/bench_dcgd.py
 	$(BIN)/python benchmarks/bench_importance.py
 	$(BIN)/python benchmarks/bench_compressors.py
+	$(BIN)/python benchmarks/bench_methods.py
+	$(BIN)/python benchmarks/bench_threads.py
 
 clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

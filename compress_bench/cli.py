@@ -30,9 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from compress_bench import signals
-from compress_bench.cli_checks import check_arguments
+from compress_bench.cli_checks import check_arguments, refuse_used_run_folder
 from compress_bench.config import register_configs
-from compress_bench.errors import InternalError, Interrupted, UserError
+from compress_bench.errors import InternalError, Interrupted, PassThrough, UserError
 
 log = logging.getLogger("compress_bench")
 # matplotlib logs its font cache and paths at DEBUG; --info turns DEBUG on for everything
@@ -62,15 +62,6 @@ PLUGINS = {
 }
 
 
-class _JobError(BaseException):
-    """Carries a single run's error out of Hydra's job runner, which catches Exception and
-    would log its own "Error executing job" line before re-raising it."""
-
-    def __init__(self, error: Exception):
-        super().__init__(str(error))
-        self.error = error
-
-
 @hydra.main(version_base="1.3", config_path="pkg://compress_bench.conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from compress_bench.runner import build_run, execute
@@ -79,33 +70,24 @@ def _hydra_main(cfg: DictConfig) -> None:
     out_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        _refuse_used_folder(out_dir)
+        refuse_used_run_folder(out_dir)  # a folder given by interpolation reaches here
         summary = execute(build_run(cfg), out_dir)
     except UserError as err:
         _record_failure(out_dir, err)
         if not sweeping:
-            raise _JobError(err) from None
+            raise PassThrough(err) from None
         log.error("job %s failed: %s", hydra_cfg.job.num, one_line(err))
         return  # the sweep goes on; its report names this job
     except Exception as err:  # a bug: keep the traceback in the run folder, say one line
         trace = _save_traceback(out_dir)
         _record_failure(out_dir, err)
         if not sweeping:
-            raise _JobError(InternalError(f"{type(err).__name__}: {one_line(err)}", trace)) from err
+            raise PassThrough(
+                InternalError(f"{type(err).__name__}: {one_line(err)}", trace)
+            ) from err
         log.error("job %s failed (internal error, traceback in %s)", hydra_cfg.job.num, trace)
         return
     _log_final(summary, out_dir)
-
-
-def _refuse_used_folder(out_dir: Path) -> None:
-    """A run folder that already holds a run's results is not reused: its summary and metrics
-    would belong to two runs."""
-    used = [name for name in ("summary.json", "metrics.csv") if (out_dir / name).exists()]
-    if used:
-        raise UserError(
-            f"the run folder {out_dir} already holds a run ({', '.join(used)}); "
-            "choose another hydra.run.dir or delete it"
-        )
 
 
 def _log_final(summary: dict, out_dir: Path) -> None:
@@ -202,7 +184,7 @@ def main() -> None:
         check_arguments(sys.argv[1:])
         try:
             _hydra_main()
-        except _JobError as job:
+        except PassThrough as job:
             raise job.error from job.error.__cause__
         _exit_after_sweep()
     except Interrupted as sig:

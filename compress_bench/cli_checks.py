@@ -98,17 +98,22 @@ def _check_output_folder(overrides: list[Override], key: str, multirun: bool) ->
 
 
 def _refuse_used(folder: Path, key: str, multirun: bool) -> None:
-    if multirun:
-        jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-        used = jobs or [
-            name for name in ("multirun.yaml", "summary.csv") if (folder / name).exists()
-        ]
-        what = f"a sweep (jobs {', '.join(jobs)})" if jobs else "a sweep"
-    else:
-        used = [name for name in ("summary.json", "metrics.csv") if (folder / name).exists()]
-        what = f"a run ({', '.join(used)})"
+    if multirun:  # the same rule as the sweep callback's (for interpolated folders)
+        from compress_bench.report.reuse import refuse_used_sweep_folder
+
+        refuse_used_sweep_folder(folder)
+        return
+    refuse_used_run_folder(folder)
+
+
+def refuse_used_run_folder(folder: Path) -> None:
+    """UserError when ``folder`` already holds a run's results (they would mix with ours)."""
+    used = [name for name in ("summary.json", "metrics.csv") if (folder / name).exists()]
     if used:
-        raise UserError(f"{folder} already holds {what}; choose another {key} or delete it")
+        raise UserError(
+            f"{folder} already holds a run ({', '.join(used)}); choose another "
+            "hydra.run.dir or delete it"
+        )
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -320,6 +320,8 @@ class Config:
     dtype: DType = DType.float64
     bits_convention: BitsConvention = BitsConvention.spec
     data_dir: str | None = None
+    # torch's intra-op threads; None: 1 in a sweep or when the machine is busy, else all cores
+    threads: int | None = bounded(None, ge=1)
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
 
 

@@ -34,3 +34,13 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + int(self.signal)  # the shell's convention for death by signal
+
+
+class PassThrough(BaseException):
+    """Carries an error past Hydra, which catches Exception in its job runner (logging its
+    own "Error executing job" line) and in its callbacks (turning it into a warning). A
+    BaseException gets through; ``compress_bench.cli.main`` unwraps ``error`` and reports it."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -86,9 +88,29 @@ class Run:
     k: int
 
 
+def resolve_threads(requested: int | None) -> int:
+    """torch's intra-op thread count. Small ops with 2 threads on a 2-core machine where
+    another process runs can be many times slower than with 1, while on an idle machine
+    every core helps. So the default is 1 thread in a sweep (its jobs, and whatever else runs
+    beside a sweep, share the machine) and every core for a single run. The rule reads only
+    the command, never the machine's load, so a command's results never depend on what else
+    was running (the thread count can change the order of floating-point sums)."""
+    if requested is not None:
+        return int(requested)
+    return 1 if _in_sweep() else (os.cpu_count() or 1)
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def build_run(cfg: DictConfig) -> Run:
     validate(cfg)
     plain = plain_config(cfg)
+    torch.set_num_threads(resolve_threads(plain.get("threads")))
     device = resolve_device(plain.device)
     dtype = getattr(torch, plain.dtype)
     problem = build_problem(
@@ -149,11 +171,13 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     n = problem.n_workers
     summary: dict[str, Any] = {
         "status": "running",
+        "pid": os.getpid(),  # so a report can tell a killed run from a running one
+        "host": socket.gethostname(),
         "problem": cfg.problem.name,
         "compressor": cfg.compressor.name,
         "quantizer": cfg.quantizer.name,
         "method": cfg.method.name,
-        "operator": method.operator.name,
+        "operator": getattr(method.operator, "display_name", method.operator.name),
         "n_workers": n,
         "d": problem.d,
         "k": run.k,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -18,6 +19,27 @@ SHARED_DATASETS = Path(os.environ.get("COMPRESS_BENCH_DATA") or REPO.parent / "s
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Derived caches (reference solutions) go to a per-session temporary folder."""
     monkeypatch.setenv("COMPRESS_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """A CLI run in this process (``main()``) lets Hydra configure logging with handlers on
+    the test's captured stderr; remove them afterwards, or a later test logs into a closed
+    file."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    saved = {lg: (lg.handlers[:], lg.level, lg.propagate) for lg in loggers}
+    yield
+    for lg in [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]:
+        handlers, level, propagate = saved.get(lg, ([], logging.NOTSET, True))
+        for handler in lg.handlers[:]:
+            if handler not in handlers:
+                lg.removeHandler(handler)
+        lg.setLevel(level)
+        lg.propagate = propagate
 
 
 @pytest.fixture(scope="session")

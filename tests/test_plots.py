@@ -95,7 +95,7 @@ def test_a_converging_run_keeps_its_curves_and_limits():
     assert [len(line.get_xdata()) for line in lines] == [7, 8]  # f - f* = 0 is not drawable
     assert all(line.get_marker() in ("None", None, "") for line in lines)
     lo, hi = fig.axes[0].get_ylim()
-    assert lo <= 5e-7 and 1e-8 < lo and 1.0 <= hi < 10.0
+    assert 1e-8 < lo <= 5e-7 and 1.0 <= hi < 10.0
     assert divergence(run_frame(rel)) is None
 
 

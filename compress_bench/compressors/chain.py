@@ -58,8 +58,12 @@ class Chain:
     information; the count of sent values stays the compressor's, spec 0.6 and 21).
     """
 
-    def __init__(self, compressor: Compressor, *quantizers: Quantizer):
+    def __init__(self, compressor: Compressor, *quantizers: Quantizer, scale: float = 1.0):
         self.compressor = compressor
+        # a known factor on the decoded values (no bits: the receiver knows it), as in
+        # (1/(1 + omega)) Q(C(.)); see :meth:`contractive`
+        self.scale = float(scale)
+        self._scaled_delta: float | None = None
         # "none" is the identity quantizer: dropping it keeps repr and constants simple
         self.quantizers = tuple(q for q in quantizers if q.name != "none")
         parts = (compressor, *self.quantizers)
@@ -89,11 +93,13 @@ class Chain:
         message, cstate = self.compressor.compress(G, state[0], rng, ctx)
         for quantizer in self.quantizers:
             message = quantizer.quantize(message, rng)
+        if self.scale != 1.0:
+            message = message.with_values(message.values * self.scale)
         return message, (cstate,)
 
     def omega(self, d: int) -> float | None:
         """The variance constant of the chain, when every part is unbiased with one."""
-        if not self.unbiased:
+        if not self.unbiased or self.scale != 1.0:
             return None
         omegas = [p.omega(d) for p in (self.compressor, *self.quantizers)]
         if any(w is None for w in omegas):
@@ -102,6 +108,8 @@ class Chain:
 
     def contraction(self, d: int) -> float | None:
         """delta of B3 for the chain: the product of its parts' (None if a part has none)."""
+        if self.scale != 1.0:
+            return self._scaled_delta
         deltas = [p.contraction(d) for p in (self.compressor, *self.quantizers)]
         if any(delta is None for delta in deltas):
             return None
@@ -125,8 +133,31 @@ class Chain:
         """Default multiplier of 1/L (spec 20): k/d for the d/k-scaled compressors."""
         return self.compressor.lr_factor(d)
 
+    def contractive(self, d: int) -> Chain:
+        """This chain, or its scaled form when only that is contractive: a contractive C
+        (delta_C) followed by unbiased quantizers (omega) gives lambda Q(C(.)) with
+        lambda = 1/(1 + omega) in B3(delta_C (1 + omega)), since
+        E||lambda QC(x) - x||^2 <= lambda ||C(x) - x||^2 + (1 - lambda)||x||^2
+        <= (1 - lambda/delta_C) ||x||^2 (spec 10's TopK + natural dithering / zeta_k). The
+        error-feedback methods, whose analysis needs B3, run this form."""
+        delta_c = self.compressor.contraction(d)
+        if self.contraction(d) is not None or delta_c is None or not self.quantizers:
+            return self
+        omegas = [q.omega(d) if q.unbiased else None for q in self.quantizers]
+        if any(w is None for w in omegas):
+            return self
+        omega = math.prod(1.0 + w for w in omegas) - 1.0
+        scaled = Chain(self.compressor, *self.quantizers, scale=1.0 / (1.0 + omega))
+        scaled._scaled_delta = delta_c * (1.0 + omega)
+        return scaled
+
+    @property
+    def display_name(self) -> str:
+        return self.name if self.scale == 1.0 else f"{self.scale:.4g} * ({self.name})"
+
     def __repr__(self) -> str:
-        return f"chain({', '.join(repr(p) for p in (self.compressor, *self.quantizers))})"
+        parts = ", ".join(repr(p) for p in (self.compressor, *self.quantizers))
+        return f"chain({parts}, scale={self.scale:.6g})" if self.scale != 1.0 else f"chain({parts})"
 
 
 def chain(compressor: Compressor, *quantizers: Quantizer) -> Chain:

@@ -6,9 +6,10 @@ server:    x^{k+1} = x^k - (eta / n) sum_i c_i
 The memory is :func:`compress_bench.compressors.chain.error_feedback` around the whole
 operator, so the error it keeps is that of Q(C(v)), quantizer included. Virtual iterate:
 x~^k = x^k - (eta / n) sum_i e_i^k follows x~^{k+1} = x~^k - (eta / n) sum_i grad f_i(x^k).
-Step (``lr=auto``): 1/(delta L) with delta the operator's contraction constant; spec 22 cites
-linear convergence with a step of that order (biased-compression paper; the exact constant
-is not re-checked), so sweeping ``lr_mult`` is advised.
+An operator that is contractive only after a scaling (TopK + dithering) runs scaled by
+1/(1 + omega) (:meth:`Chain.contractive`). Step (``lr=auto``): 1/(delta L), delta the
+operator's contraction constant; spec 22 cites linear convergence with a step of that order
+(biased-compression paper; the exact constant is not re-checked), so sweep ``lr_mult``.
 Bits: those of the operator. References: Seide et al. (2014); Stich, Cordonnier, Jaggi (2018);
 Beznosikov, Horvath, Richtarik, Safaryan (2020).
 """
@@ -25,7 +26,9 @@ class EF14(DCGD):
     name = "ef"
 
     def __init__(self, problem, operator, *args, **kwargs):
-        super().__init__(problem, error_feedback(operator), *args, **kwargs)
+        # a contractive operator (B3) is what EF's analysis needs: TopK + dithering runs
+        # scaled by 1/(1 + omega) (Chain.contractive)
+        super().__init__(problem, error_feedback(operator.contractive(problem.d)), *args, **kwargs)
 
     def worker(self, x, ev, state, round_index):
         out = super().worker(x, ev, state, round_index)
@@ -35,7 +38,7 @@ class EF14(DCGD):
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:
-        delta = operator.contraction(problem.d)
+        delta = operator.contractive(problem.d).contraction(problem.d)
         return None if delta is None else 1.0 / (delta * problem.smoothness)
 
     @classmethod

@@ -8,6 +8,8 @@ round t: x^{t+1} = x^t - gamma g^t; then, at x^{t+1}, worker i sends
 
 The runner evaluates the gradients at the start of each of its rounds, so its round k sends
 the message computed at x^k (round 0: the initialisation) and applies x^{k+1} = x^k - gamma g^k.
+An operator that is contractive only after a scaling (TopK + dithering, spec 23's
+"TopK+ND/zeta_k") runs scaled by 1/(1 + omega) (:meth:`Chain.contractive`).
 Invariant: g^t = (1/n) sum_i g_i^t. Identity operator: gradient descent.
 Step (``lr=auto``, the reference code's PL formula), with alpha = 1/delta of the operator,
 theta = 1 - sqrt(1 - alpha), beta = (1 - alpha)/theta, L~ = sqrt(mean_i L_i^2):
@@ -36,8 +38,9 @@ INITS = ("gradient", "compressed")
 class EF21(Method):
     name = "ef21"
 
-    def __init__(self, *args, init: str = "gradient", **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, problem, operator, *args, init: str = "gradient", **kwargs):
+        # B3 is what EF21's analysis needs: TopK + dithering runs scaled by 1/(1 + omega)
+        super().__init__(problem, operator.contractive(problem.d), *args, **kwargs)
         self.init = check_choice(init, INITS, "method.init")
 
     def init_state(self, x0):
@@ -62,7 +65,7 @@ class EF21(Method):
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:
-        delta = operator.contraction(problem.d)
+        delta = operator.contractive(problem.d).contraction(problem.d)
         if delta is None:
             return None
         alpha = min(1.0, 1.0 / delta)

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from compress_bench.errors import UserError
+from compress_bench.errors import PassThrough, UserError
 from compress_bench.report.reuse import refuse_used_sweep_folder
 
 log = logging.getLogger("compress_bench")
@@ -73,10 +73,9 @@ class SweepReportCallback(Callback):
 def _stop_the_sweep(err: UserError) -> NoReturn:
     """Hydra turns an Exception raised by a callback into a warning and runs the sweep anyway
     (hydra/_internal/callbacks.py), so the error travels in the command's BaseException
-    carrier, which ``compress_bench.cli.main`` unwraps and prints as one line (exit 2)."""
-    from compress_bench.cli import _JobError  # the command imports this module, not back
-
-    raise _JobError(err) from None
+    carrier (PassThrough), which ``compress_bench.cli.main`` unwraps and prints as one line
+    (exit 2)."""
+    raise PassThrough(err) from None
 
 
 def run_report(sweep_dir: Path | str, bits_column: str | None = None) -> dict[str, Any]:

@@ -113,7 +113,9 @@ def _config_loader(config: DictConfig) -> Any:
     (``hydra.runtime.config_sources``), for expanding ``glob()`` over a group's options."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+    from hydra.core.plugins import Plugins
 
+    Plugins.instance()  # registers the config source plugins (pkg://, file://) as Hydra does
     search_path = ConfigSearchPathImpl()
     for source in OmegaConf.select(config, "hydra.runtime.config_sources", default=None) or []:
         search_path.append(provider=source.provider, path=f"{source.schema}://{source.path}")

@@ -12,13 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from compress_bench.report.sweep import colour_for, first_reaching, scan  # noqa: E402
+from compress_bench.report.jobs import DIVERGED, Job
+from compress_bench.report.logaxes import DIVERGED_MARKER, drawable, plot_curve, set_log_ylim
+from compress_bench.report.sweep import colour_for, first_reaching, scan
 
 DISPLAY_NAMES = {
     "rand_k": "RandK",
@@ -54,28 +53,38 @@ def thesis_table(sweep_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _draw_thesis_job(ax, job: Job) -> list:
+    """One operator's line (drawable points only, an x where it diverged); the y values drawn,
+    or [] with a line on stderr when the job has nothing to draw (never silently)."""
+    if job.metrics is None or "bits_thesis" not in job.metrics:
+        why = job.metrics_error or "metrics.csv has no bits_thesis column"
+        print(f"figures: job {job.num} ({job.status}) not drawn: {why}", file=sys.stderr)
+        return []
+    name = str((job.summary or {}).get("compressor"))
+    x, y = drawable(job.metrics["bits_thesis"], job.metrics["grad_norm_rel"])
+    end = DIVERGED_MARKER if job.status == DIVERGED else None
+    label = DISPLAY_NAMES.get(name, name) + (" (diverged)" if end else "")
+    plot_curve(ax, x, y, end_marker=end, color=colour_for(name), label=label)
+    return [y]
+
+
 def thesis_logreg(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
     """Draw the figure into ``out_png`` and write the table beside it (.csv and .md)."""
-    fig, ax = plt.subplots(figsize=(10, 7), layout="constrained")
+    fig = Figure(figsize=(10, 7), layout="constrained")
+    ax = fig.subplots()
+    shown = []
     for job in scan(sweep_dir):
-        if job.metrics is None or "bits_thesis" not in job.metrics:
-            continue
-        name = str((job.summary or {}).get("compressor"))
-        ax.semilogy(
-            job.metrics["bits_thesis"],
-            job.metrics["grad_norm_rel"],
-            color=colour_for(name),
-            label=DISPLAY_NAMES.get(name, name),
-        )
+        shown += _draw_thesis_job(ax, job)
+    set_log_ylim(ax, shown)
     ax.set_xlabel("bits per worker (the thesis's accounting)")
     ax.set_ylabel(r"$\|\nabla f(x^k)\| \,/\, \|\nabla f(x^0)\|$")
     ax.set_title(
         "mushrooms logistic regression, k/d = 0.2, power-of-two rounding (experiment=thesis_logreg)"
     )
     ax.grid(True, which="major", alpha=0.5)
-    ax.legend()
+    if ax.get_lines():  # an empty legend warns
+        ax.legend()
     fig.savefig(out_png, dpi=120)
-    plt.close(fig)
     table = thesis_table(sweep_dir)
     table.to_csv(out_png.with_suffix(".csv"), index=False)
     out_png.with_suffix(".md").write_text(_markdown(table))

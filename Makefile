@@ -57,13 +57,17 @@ clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
 
 FIGURES := outputs/figures
-figures: install  ## regenerate the README's figures (thesis LogReg, biased compression) and tables
-	rm -rf $(FIGURES)/thesis_logreg $(FIGURES)/biased_compression
+figures: install  ## regenerate the README's figures (thesis LogReg, biased compression, error feedback) and tables
+	rm -rf $(FIGURES)/thesis_logreg $(FIGURES)/biased_compression $(FIGURES)/error_feedback $(FIGURES)/error_feedback_unbiased
 	$(BIN)/compress-bench -m experiment=thesis_logreg hydra.sweep.dir=$(FIGURES)/thesis_logreg progress=false
 	$(BIN)/python -m compress_bench.report.figures thesis_logreg $(FIGURES)/thesis_logreg $(FIGURES)/thesis_logreg.png
 	$(BIN)/compress-bench -m experiment=biased_compression hydra.sweep.dir=$(FIGURES)/biased_compression progress=false
 	cp $(FIGURES)/thesis_logreg.png docs/figures/thesis_logreg.png
+	$(BIN)/compress-bench -m experiment=error_feedback hydra.sweep.dir=$(FIGURES)/error_feedback progress=false
+	$(BIN)/compress-bench -m experiment=error_feedback operator=rand_k,natural method=dcgd,diana hydra.sweep.dir=$(FIGURES)/error_feedback_unbiased progress=false
 	cp $(FIGURES)/biased_compression/comparison.png docs/figures/biased_compression.png
+	cp $(FIGURES)/error_feedback/comparison.png docs/figures/error_feedback.png
+	cp $(FIGURES)/error_feedback_unbiased/comparison.png docs/figures/error_feedback_unbiased.png
 
 docs: install  ## regenerate docs/compressors.md from the registries
 	$(BIN)/python -m compress_bench.docs > docs/compressors.md

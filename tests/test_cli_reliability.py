@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -178,24 +179,39 @@ def test_sign_with_lr_auto_warns(tmp_path, monkeypatch, capfd):
     assert code == 0 and "class constant" not in err, err
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_is_recorded_as_interrupted(sig, code, tmp_path):
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "compress_bench", *SYNTH, "rounds=10000000", "log_every=1"]
-        + [f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """The command in a subprocess, its stderr kept."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "compress_bench", *args],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**__import__("os").environ, "COMPRESS_BENCH_OFFLINE": "1"},
     )
-    metrics = run_dir / "metrics.csv"
-    deadline = time.time() + 120
+
+
+def wait_for_rows(metrics: Path, rows: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
     while time.time() < deadline and not (
-        metrics.exists() and len(metrics.read_text().splitlines()) > 20
+        metrics.exists() and len(metrics.read_text().splitlines()) > rows
     ):
-        time.sleep(0.1)
+        time.sleep(0.05)
+
+
+def assert_rows_intact(metrics: Path) -> pd.DataFrame:
+    """Every row written is there and whole: rounds 0, 1, 2, ... (log_every=1)."""
+    rows = pd.read_csv(metrics)
+    assert rows["round"].tolist() == list(range(len(rows))), metrics
+    assert rows.notna()["loss"].all()
+    return rows
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_is_recorded_as_interrupted(sig, code, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start([*SYNTH, "rounds=10000000", "log_every=1", f"hydra.run.dir={run_dir}"], tmp_path)
+    wait_for_rows(run_dir / "metrics.csv", 20)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
@@ -204,33 +220,41 @@ def test_a_signal_is_recorded_as_interrupted(sig, code, tmp_path):
     ]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["signal"] == sig.name
-    rows = pd.read_csv(metrics)
-    assert rows["round"].tolist() == list(range(len(rows)))  # no row cut in half
+    rows = assert_rows_intact(run_dir / "metrics.csv")
     assert summary["rounds_done"] == rows["round"].iloc[-1]
     assert (run_dir / "loss.png").stat().st_size > 10_000
 
 
-def test_interrupted_sweep_reports_every_declared_job(tmp_path):
-    result_dir = tmp_path / "sweep"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "compress_bench", "-m", *SYNTH, "seed=0,1,2", "rounds=10000000"]
-        + [f"hydra.sweep.dir={result_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**__import__("os").environ, "COMPRESS_BENCH_OFFLINE": "1"},
+@pytest.mark.parametrize(
+    "seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_sweep_killed_at_a_random_moment_keeps_rows_and_reports_every_job(sig, seed, tmp_path):
+    """kill -9, SIGTERM or SIGINT at a seeded random moment of a 3-job sweep: every row
+    written survives, and the report (the callback's, or compress-bench-report's after
+    kill -9) lists all three declared jobs."""
+    import random
+
+    sweep = tmp_path / "sweep"
+    proc = start(
+        ["-m", *SYNTH, "seed=0,1,2", "rounds=400", "log_every=1", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
     )
-    metrics = result_dir / "0" / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
-        metrics.exists() and len(metrics.read_text().splitlines()) > 3
-    ):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert json.loads((result_dir / "0" / "summary.json").read_text())["status"] == "interrupted"
-    table = pd.read_csv(result_dir / "summary.csv")
-    assert len(table) == 3, table  # the two jobs never run are listed as missing
-    assert sorted(table["status"]) == ["interrupted", "missing", "missing"]
+    moment = random.Random(f"{sig.name}-{seed}")
+    job, rows = moment.randrange(3), moment.randrange(1, 300)
+    wait_for_rows(sweep / str(job) / "metrics.csv", rows)
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 128 + sig), proc.returncode
+    for metrics in sweep.glob("*/metrics.csv"):
+        assert_rows_intact(metrics)
+    report = subprocess.run(
+        [str(Path(sys.executable).with_name("compress-bench-report")), str(sweep)],
+        capture_output=True,
+        text=True,
+    )
+    table = pd.read_csv(sweep / "summary.csv")
+    assert sorted(table["job"]) == [0, 1, 2], table
+    finished = set(table["status"]) <= {"completed"}
+    assert report.returncode == (0 if finished else 1), report.stderr
+    assert "Traceback" not in report.stderr

@@ -177,7 +177,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         "compressor": cfg.compressor.name,
         "quantizer": cfg.quantizer.name,
         "method": cfg.method.name,
-        "operator": getattr(method.operator, "display_name", method.operator.name),
+        "operator": method.operator.display_name,
         "n_workers": n,
         "d": problem.d,
         "k": run.k,

@@ -190,6 +190,10 @@ class ErrorFeedback:
     def name(self) -> str:
         return f"ef({self.inner.name})"
 
+    @property
+    def display_name(self) -> str:
+        return f"ef({self.inner.display_name})"
+
     unbiased = False
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):

@@ -19,7 +19,7 @@ __all__ = [
     "Evaluation",
     "Method",
     "Proposal",
-    "build_method",
+    "method_class",
     "register_method",
 ]
 
@@ -28,7 +28,3 @@ def method_class(name: str) -> type[Method]:
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r} (available: {', '.join(sorted(METHODS))})")
     return METHODS[name]
-
-
-def build_method(name: str, **kwargs) -> Method:
-    return method_class(name)(**kwargs)

@@ -163,12 +163,6 @@ class Method(ABC):
         return f"method={cls.name} has no theoretical step for {operator.name}; set lr"
 
 
-def dense_message(values: torch.Tensor) -> Message:
-    """Every coordinate as a float32 (32 d bits per worker): the uncompressed round 0 of
-    EF21 and of DIANA's gradient-shift variant."""
-    return Message.dense(values)
-
-
 def check_choice(value: Any, options: tuple[str, ...], key: str) -> str:
     if value not in options:
         raise ConfigError(f"{key} must be one of {', '.join(options)}, got {value!r}")

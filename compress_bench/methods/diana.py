@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import torch
 
+from compress_bench.compressors.base import Message
 from compress_bench.errors import ConfigError
 from compress_bench.methods.base import (
     Method,
     WorkerOutput,
     check_choice,
-    dense_message,
     register_method,
 )
 
@@ -54,7 +54,8 @@ class DIANA(Method):
 
     def worker(self, x, ev, state, round_index):
         if not state["started"] and self.init == "gradient":
-            return WorkerOutput(dense_message(ev.grads), {**state, "h_workers": ev.grads}, ev.grads)
+            dense = Message.dense(ev.grads)  # the shifts themselves, uncompressed: 32 d bits
+            return WorkerOutput(dense, {**state, "h_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["h_workers"]
         message, state = self.compress(inputs, state, self.context(x, round_index))
         h_workers = state["h_workers"] + self.alpha * message.values

@@ -23,11 +23,11 @@ import math
 
 import torch
 
+from compress_bench.compressors.base import Message
 from compress_bench.methods.base import (
     Method,
     WorkerOutput,
     check_choice,
-    dense_message,
     register_method,
 )
 
@@ -51,7 +51,7 @@ class EF21(Method):
 
     def worker(self, x, ev, state, round_index):
         if not state["started"] and self.init == "gradient":
-            message = dense_message(ev.grads)
+            message = Message.dense(ev.grads)  # uncompressed: 32 d bits
             return WorkerOutput(message, {**state, "g_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["g_workers"]
         message, state = self.compress(inputs, state, self.context(x, round_index))

@@ -29,7 +29,7 @@ from compress_bench.compressors import (
     build_compressor,
     build_quantizer,
 )
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 RESNET18_D = 11_173_962
 RATIO = 0.2
@@ -54,7 +54,7 @@ def cases(v: torch.Tensor, seed: int) -> dict[str, Callable[[], object]]:
             continue
         comp = build_compressor({"name": name}, ratio=RATIO)
         state = comp.init_state(n, d, v.device, v.dtype)
-        rng = WorkerRNG(seed, n)
+        rng = Streams(seed, n)
         rows[f"compress {name}"] = lambda comp=comp, state=state, rng=rng: comp.compress(
             v, state, rng, ctx
         )
@@ -62,7 +62,7 @@ def cases(v: torch.Tensor, seed: int) -> dict[str, Callable[[], object]]:
     dense = Message.dense(v)
     for name in sorted(QUANTIZERS):
         quant = build_quantizer({"name": name})
-        rng = WorkerRNG(seed, n)
+        rng = Streams(seed, n)
         rows[f"dense {name}"] = lambda quant=quant, rng=rng: quant.quantize(dense, rng)
         rows[f"top_k + {name}"] = lambda quant=quant, rng=rng: quant.quantize(
             top_k.compress(v, None, rng, ctx)[0], rng

@@ -14,12 +14,19 @@ unrelated streams):
   devices they draw from the private torch stream)
 
 A worker's stream does not depend on how many other workers there are, so worker ``i`` draws
-the same numbers in the simulator and in a real ``torch.distributed`` run.
+the same numbers in the simulator and in a real ``torch.distributed`` run: ``Streams(seed,
+workers=[i])`` builds only worker i's streams (rank i of a real run), and its row 0 draws what
+row i of ``Streams(seed, workers=n)`` draws. Streams are passed to the operators and methods
+each round, never owned by them, and ``get_state``/``set_state`` capture every position (a
+checkpoint holds them).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,20 +51,35 @@ def generator(*words: int, device: torch.device | str = "cpu") -> torch.Generato
     return gen
 
 
-class WorkerRNG:
-    """One private random stream per worker, drawn as a batch of shape (n, ...)."""
+class Streams:
+    """The private random streams of a set of workers, drawn as a batch of shape (n, ...).
 
-    def __init__(self, seed: int, n_workers: int, device: torch.device | str = "cpu"):
+    ``workers`` is a count n (workers 0..n-1, the simulator) or the ids of the workers this
+    process runs (``[rank]`` in a real run); row j of every draw belongs to worker
+    ``workers[j]`` and holds the same numbers whichever other workers are built beside it.
+    """
+
+    def __init__(
+        self, seed: int, workers: int | Sequence[int], device: torch.device | str = "cpu"
+    ):
         self.seed = int(seed)
-        self.n_workers = int(n_workers)
+        ids = range(int(workers)) if isinstance(workers, numbers.Integral) else workers
+        self.workers = tuple(int(i) for i in ids)
+        if any(i < 0 for i in self.workers) or len(set(self.workers)) != len(self.workers):
+            raise ValueError(f"worker ids must be distinct and >= 0, got {self.workers}")
+        self.n_workers = len(self.workers)
         self.device = torch.device(device)
         self.generators = [
-            generator(self.seed, STREAM_WORKER, i, device=self.device) for i in range(n_workers)
+            generator(self.seed, STREAM_WORKER, i, device=self.device) for i in self.workers
         ]
         self.bit_generators = [
             np.random.PCG64(np.random.SeedSequence([self.seed, STREAM_WORKER_BITS, i]))
-            for i in range(n_workers)
+            for i in self.workers
         ]
+
+    def subset(self, rows: Sequence[int]) -> Streams:
+        """Fresh streams of the workers in the given rows (at their initial positions)."""
+        return Streams(self.seed, [self.workers[r] for r in rows], self.device)
 
     def uniform(self, d: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Row i holds d draws from U[0, 1) of worker i's stream; shape (n, d). A fresh tensor
@@ -120,7 +142,7 @@ class WorkerRNG:
         this round (the server rebuilds the same one from ``(seed, i, round_index)``)."""
         return [
             generator(self.seed, STREAM_SHARED_ROUND, i, round_index, device=self.device)
-            for i in range(self.n_workers)
+            for i in self.workers
         ]
 
     def shared_round_uniform(
@@ -134,15 +156,51 @@ class WorkerRNG:
             ]
         )
 
-    def get_state(self) -> dict[str, list]:
-        """Every worker's stream positions: torch generator states and PCG64 states."""
+    def get_state(self) -> dict[str, Any]:
+        """Every worker's stream positions as tensors and plain data (so that
+        ``torch.load(weights_only=True)`` reads a checkpoint holding them): the torch
+        generator states (uint8 tensors) and the PCG64 states (128-bit integers as decimal
+        strings, which no tensor dtype holds)."""
         return {
+            "seed": self.seed,
+            "workers": list(self.workers),
             "torch": [g.get_state() for g in self.generators],
-            "bits": [g.state for g in self.bit_generators],
+            "bits": [_pcg_to_plain(g.state) for g in self.bit_generators],
         }
 
-    def set_state(self, state: dict[str, list]) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore positions from :meth:`get_state` of the same seed and workers."""
+        if state.get("seed", self.seed) != self.seed or list(
+            state.get("workers", self.workers)
+        ) != list(self.workers):
+            raise ValueError(
+                f"stream state of seed {state.get('seed')} workers {state.get('workers')} "
+                f"cannot be restored into seed {self.seed} workers {list(self.workers)}"
+            )
         for g, s in zip(self.generators, state["torch"], strict=True):
             g.set_state(s)
         for g, s in zip(self.bit_generators, state["bits"], strict=True):
-            g.state = s
+            g.state = _pcg_from_plain(s)
+
+
+#: The name used before streams could be built for a subset of workers.
+WorkerRNG = Streams
+
+
+def _pcg_to_plain(state: dict[str, Any]) -> dict[str, Any]:
+    inner = state["state"]
+    return {
+        "state": str(int(inner["state"])),
+        "inc": str(int(inner["inc"])),
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def _pcg_from_plain(plain: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bit_generator": "PCG64",
+        "state": {"state": int(plain["state"]), "inc": int(plain["inc"])},
+        "has_uint32": int(plain["has_uint32"]),
+        "uinteger": int(plain["uinteger"]),
+    }

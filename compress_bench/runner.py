@@ -41,7 +41,7 @@ from compress_bench.report import (
     plot_run,
     write_json_atomic,
 )
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 log = logging.getLogger("compress_bench")
 
@@ -86,6 +86,7 @@ class Run:
     lr: float
     fstar: float
     k: int
+    streams: Streams  # every worker's random streams: the run owns them, the method borrows
 
 
 def resolve_threads(requested: int | None) -> int:
@@ -129,12 +130,12 @@ def build_run(cfg: DictConfig) -> Run:
     method = method_cls(
         problem=problem,
         operator=operator,
-        rng=WorkerRNG(plain.seed, plain.n_workers, device),
         lr=lr,
         **method_options,
     )
     fstar = problem.reference().fstar
-    return Run(plain, problem, method, lr, fstar, k_from_ratio(plain.ratio, problem.d))
+    streams = Streams(plain.seed, plain.n_workers, device)
+    return Run(plain, problem, method, lr, fstar, k_from_ratio(plain.ratio, problem.d), streams)
 
 
 def _finite(*values: float) -> bool:
@@ -243,7 +244,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 if logged:  # before the round is attempted: a crash in it keeps this row
                     write_row(row)
                 if stop is None:
-                    proposal = method.step(x, ev, state, k)
+                    proposal = method.step(x, ev, state, run.streams, k)
                     spent = bits.cost(proposal)
                     if max_bits is not None and bits.per_worker_after(spent) > max_bits:
                         stop = "max_bits"

@@ -40,7 +40,7 @@ from compress_bench.compressors.sparsifiers import rand_k_from_uniforms, top_k
 from compress_bench.config import SCHEMAS
 from compress_bench.errors import ConfigError
 from compress_bench.problems.quadratic import SeparableQuadratic
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 X = [0.5, -2.0, 0.0, 3.0, -1.0, 2.0]  # the spec's example vector, d = 6
 T = [0.0, 0.3, -1.45, 5.0, 0.75, -6.0, 2.9, -0.2]  # spec 6/7 example
@@ -66,7 +66,7 @@ def compress(comp, G, seed=0, round_index=0):
         lr=0.3,
         problem=SeparableQuadratic(curvature, torch.ones_like(G)),
     )
-    message, _ = comp.compress(G, comp.init_state(n, d, G.device, G.dtype), WorkerRNG(seed, n), ctx)
+    message, _ = comp.compress(G, comp.init_state(n, d, G.device, G.dtype), Streams(seed, n), ctx)
     return message
 
 
@@ -226,7 +226,7 @@ def test_natural_example(dtype):
     out = natural_from_uniforms(t, torch.full_like(t, 0.5))
     assert out.dtype == dtype
     assert out.tolist() == [[0.0, 0.25, -1.0, 4.0, 0.5, -4.0, 2.0, -0.25]]
-    message = build_quantizer({"name": "natural"}).quantize(Message.dense(t), WorkerRNG(0, 1))
+    message = build_quantizer({"name": "natural"}).quantize(Message.dense(t), Streams(0, 1))
     assert message.bits.tolist() == [72] and message.value_bits == 9
 
 
@@ -276,8 +276,8 @@ def test_natural_bit_trick_equals_the_definition(dtype):
 @pytest.mark.parametrize("n", [1, 3])
 def test_natural_quantizer_uses_23_random_bits_per_coordinate(n):
     G = torch.randn(n, 51, dtype=torch.float32)
-    out = build_quantizer({"name": "natural"}).quantize(Message.dense(G), WorkerRNG(4, n))
-    r = WorkerRNG(4, n).random_bits(51, 23)
+    out = build_quantizer({"name": "natural"}).quantize(Message.dense(G), Streams(4, n))
+    r = Streams(4, n).random_bits(51, 23)
     assert r.dtype == torch.int32 and r.shape == (n, 51)
     assert r.min() >= 0 and r.max() < 2**23
     u = ((2**23 - 1) - r).double() * 2.0**-23
@@ -331,7 +331,7 @@ def test_qsgd_example():
     out = dithering_from_uniforms(row([3.0, -4.0]), row([0.1, 0.7]), levels=2)
     assert out.tolist() == [[5.0, -2.5]]
     q = build_quantizer({"name": "qsgd", "levels": 2})
-    assert q.quantize(Message.dense(row([3.0, -4.0])), WorkerRNG(0, 1)).bits.tolist() == [38]
+    assert q.quantize(Message.dense(row([3.0, -4.0])), Streams(0, 1)).bits.tolist() == [38]
 
 
 @pytest.mark.parametrize("u", [0.0, 0.3, 0.5, 0.999, 1 - 2**-53])
@@ -346,7 +346,7 @@ def test_natural_dithering_example():
     out = dithering_from_uniforms(x, row([0.2, 0.5, 0.9]), levels=3, grid="natural")
     assert torch.allclose(out, row([1.5, -1.5, 1.5]), rtol=0, atol=1e-9)
     q = build_quantizer({"name": "natural_dithering", "levels": 3})
-    assert q.quantize(Message.dense(x), WorkerRNG(0, 1)).bits.tolist() == [41]
+    assert q.quantize(Message.dense(x), Streams(0, 1)).bits.tolist() == [41]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -375,7 +375,7 @@ def test_topk_natural_dithering_example():
     expected = row([0.0, -1.8027756377, 0.0, 3.6055512755, 0.0, 0.0])
     assert torch.allclose(out, expected, rtol=0, atol=1e-9)
     q = build_quantizer({"name": "natural_dithering", "levels": 2})
-    quantized = q.quantize(message, WorkerRNG(0, 1))
+    quantized = q.quantize(message, Streams(0, 1))
     assert quantized.bits.tolist() == [32 + 2 * (3 + 1 + 2)]
     assert (quantized.values[~message.sent()] == 0).all()
 
@@ -386,10 +386,10 @@ def test_dithering_zero_and_rows(grid):
     out = dithering_from_uniforms(G, torch.full_like(G, 0.5), levels=2, grid=grid)
     assert (out[0] == 0).all() and out[1, 2] == 0
     name = "standard_dithering" if grid == "standard" else "natural_dithering"
-    message = build_quantizer({"name": name}).quantize(Message.dense(G), WorkerRNG(0, 2))
+    message = build_quantizer({"name": name}).quantize(Message.dense(G), Streams(0, 2))
     assert message.bits.tolist() == [32 + 3 * 5] * 2  # spec 0.5: the norm is still sent
     empty = Message.sparse(torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.bool))
-    assert build_quantizer({"name": name}).quantize(empty, WorkerRNG(0, 1)).bits.tolist() == [0]
+    assert build_quantizer({"name": name}).quantize(empty, Streams(0, 1)).bits.tolist() == [0]
 
 
 def dithering_exact_variances(x: torch.Tensor, s: int, p: float, grid: str) -> np.ndarray:
@@ -488,10 +488,10 @@ def test_dithering_variance_large():
 
 def test_sign_examples():
     x = row(X)
-    sign = build_quantizer({"name": "sign"}).quantize(Message.dense(x), WorkerRNG(0, 1))
+    sign = build_quantizer({"name": "sign"}).quantize(Message.dense(x), Streams(0, 1))
     assert sign.values.tolist() == [[1.0, -1.0, 1.0, 1.0, -1.0, 1.0]]
     assert sign.bits.tolist() == [6]
-    scaled = build_quantizer({"name": "scaled_sign"}).quantize(Message.dense(x), WorkerRNG(0, 1))
+    scaled = build_quantizer({"name": "scaled_sign"}).quantize(Message.dense(x), Streams(0, 1))
     c = 8.5 / 6
     assert torch.allclose(scaled.values, row([c, -c, c, c, -c, c]), rtol=0, atol=1e-9)
     assert scaled.bits.tolist() == [38]
@@ -499,17 +499,17 @@ def test_sign_examples():
     signs = sign1(torch.tensor([-0.0, 0.0, -1e-300], dtype=torch.float64))
     assert signs.tolist() == [1.0, 1.0, -1.0]
     zero = build_quantizer({"name": "scaled_sign"}).quantize(
-        Message.dense(torch.zeros(1, 4)), WorkerRNG(0, 1)
+        Message.dense(torch.zeros(1, 4)), Streams(0, 1)
     )
     assert (zero.values == 0).all() and zero.bits.tolist() == [36]
 
 
 def test_sign_after_topk_sends_only_the_support():
     message = top_k(row(X), 2)
-    out = build_quantizer({"name": "sign"}).quantize(message, WorkerRNG(0, 1))
+    out = build_quantizer({"name": "sign"}).quantize(message, Streams(0, 1))
     assert out.values.tolist() == [[0.0, -1.0, 0.0, 1.0, 0.0, 0.0]]
     assert out.bits.tolist() == [2 * (1 + 3)]
-    scaled = build_quantizer({"name": "scaled_sign"}).quantize(message, WorkerRNG(0, 1))
+    scaled = build_quantizer({"name": "scaled_sign"}).quantize(message, Streams(0, 1))
     assert scaled.values.tolist() == [[0.0, -2.5, 0.0, 2.5, 0.0, 0.0]]  # ||T||_1 / k = 5 / 2
     assert scaled.bits.tolist() == [32 + 2 * (1 + 3)]
 
@@ -525,7 +525,7 @@ def test_scaled_sign_identity(dtype):
         v = message.values
         out = q.quantize(
             Message(v.to(dtype), message.value_count, 32, message.side_bits, message.kept),
-            WorkerRNG(0, 50),
+            Streams(0, 50),
         )
         err = ((out.values.double() - v) ** 2).sum(dim=1)
         identity = (v**2).sum(dim=1) - v.abs().sum(dim=1) ** 2 / m
@@ -633,7 +633,7 @@ BITS_TABLE = [
 def test_bits_table_26_2(cfg, qcfg, bits):
     comp, quant = build_compressor(cfg, ratio=0.2), build_quantizer(qcfg)
     G = torch.randn(3, 112, dtype=torch.float64)
-    message = quant.quantize(compress(comp, G), WorkerRNG(1, 3))
+    message = quant.quantize(compress(comp, G), Streams(1, 3))
     assert message.bits.tolist() == [bits] * 3
 
 
@@ -641,7 +641,7 @@ def test_bits_bernoulli_is_per_sent_value():
     comp = build_compressor({"name": "biased_rand_k", "sampling": "bernoulli"}, ratio=0.2)
     raw = compress(comp, torch.randn(5, 112, dtype=torch.float64))
     assert torch.equal(raw.bits, raw.value_count * 39)
-    out = build_quantizer({"name": "natural_dithering"}).quantize(raw, WorkerRNG(0, 5))
+    out = build_quantizer({"name": "natural_dithering"}).quantize(raw, Streams(0, 5))
     assert torch.equal(out.bits, 32 * (raw.value_count > 0) + raw.value_count * (7 + 5))
 
 

@@ -32,7 +32,7 @@ from compress_bench.compressors import (
     build_quantizer,
 )
 from compress_bench.problems.quadratic import SeparableQuadratic
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 RATIO = 0.3
 SHAPES = [(1, 1), (3, 7), (4, 112)]
@@ -123,7 +123,7 @@ def run(
 ) -> tuple[Message, Message]:
     """Compress G for ``rounds`` rounds from a fresh RNG; the last (raw, quantized) messages."""
     n, d = G.shape
-    rng = WorkerRNG(seed, n, device=G.device)
+    rng = Streams(seed, n, device=G.device)
     state = comp.init_state(n, d, G.device, G.dtype)
     # an objective for the operators that query one (the importance-based family)
     curvature = torch.linspace(0.5, 2.0, d, dtype=G.dtype, device=G.device)
@@ -299,7 +299,7 @@ def test_quantizer_class_properties(qcfg, d):
     for seed, x in enumerate(property_vectors(d)):
 
         def apply(X, seed=seed):
-            return quant.quantize(Message.dense(X), WorkerRNG(seed, X.shape[0])).values
+            return quant.quantize(Message.dense(X), Streams(seed, X.shape[0])).values
 
         check_class(apply, x, draws, quant.unbiased, quant.contraction(d), quant.omega(d))
 
@@ -309,5 +309,5 @@ def test_quantizer_deterministic_flag(qcfg):
     """Quantizers declared deterministic ignore the seed; the others use it."""
     quant = build_quantizer(qcfg)
     message = Message.dense(sample((3, 112), torch.float64))
-    a, b = (quant.quantize(message, WorkerRNG(seed, 3)).values for seed in (1, 2))
+    a, b = (quant.quantize(message, Streams(seed, 3)).values for seed in (1, 2))
     assert torch.equal(a, b) == quant.deterministic

@@ -12,7 +12,7 @@ from compress_bench.methods import DCGD
 from compress_bench.problems.base import Problem, Reference
 from compress_bench.problems.logreg import LogisticRegression, synthetic_logreg_data
 from compress_bench.problems.splits import split_indices
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 
 class CentersProblem(Problem):
@@ -44,11 +44,11 @@ def one_round(problem, compressor, quantizer="none", lr=0.5, **q):
     method = DCGD(
         problem,
         chain(build_compressor(compressor, ratio=0.5), build_quantizer({"name": quantizer, **q})),
-        WorkerRNG(0, problem.n_workers),
         lr,
     )
     x = problem.initial_point()
-    proposal = method.step(x, method.evaluate(x), method.init_state(x), 0)
+    streams = Streams(0, problem.n_workers)
+    proposal = method.step(x, method.evaluate(x), method.init_state(x), streams, 0)
     return proposal.x, proposal.bits
 
 
@@ -78,13 +78,12 @@ def test_identity_dcgd_is_gradient_descent_bit_for_bit(n):
     method = DCGD(
         problem,
         chain(build_compressor({"name": "identity"}, ratio=1.0), build_quantizer({"name": "none"})),
-        WorkerRNG(0, n),
         lr=0.7,
     )
     x = y = problem.initial_point()
-    state = method.init_state(x)
+    state, streams = method.init_state(x), Streams(0, n)
     for k in range(25):
-        proposal = method.step(x, method.evaluate(x), state, k)
+        proposal = method.step(x, method.evaluate(x), state, streams, k)
         x, state = proposal.x, proposal.state
         y = y - 0.7 * problem.loss_and_grad(y.expand(n, -1))[1].mean(0)  # plain distributed GD
         assert torch.equal(x, y)
@@ -103,10 +102,10 @@ def test_rand_k_dcgd_step_is_unbiased():
             chain(
                 build_compressor({"name": "rand_k"}, ratio=0.34), build_quantizer({"name": "none"})
             ),
-            WorkerRNG(seed, 2),
             lr=0.5,
         )
-        steps.append(method.step(x0, method.evaluate(x0), method.init_state(x0), 0).x)
+        streams = Streams(seed, 2)
+        steps.append(method.step(x0, method.evaluate(x0), method.init_state(x0), streams, 0).x)
     steps = torch.stack(steps)
     sd = steps.std(0) / np.sqrt(len(steps))
     assert torch.all((steps.mean(0) - gd).abs() <= 4 * sd + 1e-12)
@@ -118,12 +117,11 @@ def test_spec_11_majority_vote_example():
     method = DCGD(
         problem,
         chain(build_compressor({"name": "identity"}, ratio=1.0), build_quantizer({"name": "sign"})),
-        WorkerRNG(0, 2),
         0.5,
         aggregation="majority_vote",
     )
     x = problem.initial_point()
-    proposal = method.step(x, method.evaluate(x), method.init_state(x), 0)
+    proposal = method.step(x, method.evaluate(x), method.init_state(x), Streams(0, 2), 0)
     assert proposal.message.values.tolist() == [[1.0, -1.0], [-1.0, -1.0]]
     assert proposal.x.tolist() == [0.0, 0.5]  # x - 0.5 * [0, -1]
     assert proposal.bits.tolist() == [2, 2]  # d bits each
@@ -139,7 +137,6 @@ def test_majority_vote_needs_the_sign_quantizer():
                 build_compressor({"name": "identity"}, ratio=1.0),
                 build_quantizer({"name": "scaled_sign"}),
             ),
-            WorkerRNG(0, 1),
             0.5,
             aggregation="majority_vote",
         )

@@ -13,7 +13,7 @@ from compress_bench.compressors.importance import ImportanceSolver
 from compress_bench.compressors.md import successive_sampling_mask, weighted_values
 from compress_bench.compressors.selection import top_k_mask
 from compress_bench.problems.quadratic import SeparableQuadratic
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 X6 = torch.tensor([[0.5, -2.0, 0.0, 3.0, -1.0, 2.0]], dtype=torch.float64)
 W6 = torch.tensor([[0.1, 0.3, 0.05, 0.2, 0.25, 0.1]], dtype=torch.float64)
@@ -204,7 +204,7 @@ def md_message(name, G, problem, x, ratio=0.2, **options):
     comp = build_compressor({"name": name, **options}, ratio=ratio)
     state = comp.init_state(*G.shape, G.device, G.dtype)
     ctx = RoundContext(0, x, 0.3, problem)
-    message, state = comp.compress(G, state, WorkerRNG(0, G.shape[0]), ctx)
+    message, state = comp.compress(G, state, Streams(0, G.shape[0]), ctx)
     return comp, message, torch.softmax(state["log_weights"], 1)
 
 
@@ -262,7 +262,7 @@ def test_md_stochastic_is_seeded_and_uses_its_rng(quad):
     assert torch.equal(a, b)
     comp = build_compressor({"name": "md_stochastic", "importance": flat}, ratio=0.2)
     state = comp.init_state(3, 40, G.device, G.dtype)
-    other = comp.compress(G, state, WorkerRNG(1, 3), RoundContext(0, x, 0.3, problem))[0]
+    other = comp.compress(G, state, Streams(1, 3), RoundContext(0, x, 0.3, problem))[0]
     assert not torch.equal(a, other.values)
 
 
@@ -270,5 +270,5 @@ def test_md_operators_need_the_problem():
     comp = build_compressor({"name": "md_greedy"}, ratio=0.5)
     with pytest.raises(ValueError, match="needs the round's problem"):
         comp.compress(
-            X6, comp.init_state(1, 6, "cpu", torch.float64), WorkerRNG(0, 1), RoundContext()
+            X6, comp.init_state(1, 6, "cpu", torch.float64), Streams(0, 1), RoundContext()
         )

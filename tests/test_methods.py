@@ -14,7 +14,7 @@ from compress_bench.compressors.base import Compressor, Message
 from compress_bench.compressors.chain import chain, error_feedback
 from compress_bench.errors import ConfigError
 from compress_bench.methods import DIANA, EF14, EF21, METHODS
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 from tests.test_dcgd import CentersProblem, _logreg
 
 SPEC_CENTERS = [[1.0, 0.0], [0.0, 2.0]]  # spec 20's setup: f_i = 1/2 ||x - c_i||^2, x^0 = 0
@@ -27,12 +27,13 @@ def operator(compressor="top_k", quantizer="none", ratio=0.5, **c):
     )
 
 
-def run(method, rounds):
+def run(method, rounds, seed=0):
     """(x^k for k = 0..rounds, the proposals) of ``rounds`` rounds."""
     x = method.problem.initial_point()
+    streams = Streams(seed, method.problem.n_workers)
     state, xs, proposals = method.init_state(x), [x], []
     for k in range(rounds):
-        proposal = method.step(x, method.evaluate(x), state, k)
+        proposal = method.step(x, method.evaluate(x), state, streams, k)
         x, state = proposal.x, proposal.state
         xs.append(x)
         proposals.append(proposal)
@@ -60,7 +61,7 @@ class FixedSupportRandK(Compressor):
 
 
 def test_spec_22_ef14_example():
-    method = EF14(CentersProblem(SPEC_CENTERS), operator(), WorkerRNG(0, 2), 0.5)
+    method = EF14(CentersProblem(SPEC_CENTERS), operator(), 0.5)
     xs, proposals = run(method, 2)
     np.testing.assert_allclose(xs[1].numpy(), [0.25, 0.5], atol=1e-12)
     assert proposals[1].message.values.tolist() == [[-0.75, 0.0], [0.0, -1.5]]
@@ -70,7 +71,7 @@ def test_spec_22_ef14_example():
 
 
 def test_spec_23_ef21_example():
-    method = EF21(CentersProblem(SPEC_CENTERS), operator(), WorkerRNG(0, 2), 0.5)
+    method = EF21(CentersProblem(SPEC_CENTERS), operator(), 0.5)
     xs, proposals = run(method, 3)
     assert proposals[0].bits.tolist() == [64, 64]  # round 0: the dense gradient, 32 d bits
     np.testing.assert_allclose(xs[1].numpy(), [0.25, 0.5], atol=1e-12)
@@ -84,7 +85,7 @@ def test_spec_23_ef21_example():
 
 def test_spec_24_diana_example():
     op = chain(FixedSupportRandK([0, 1]), build_quantizer({"name": "none"}))
-    method = DIANA(CentersProblem(SPEC_CENTERS), op, WorkerRNG(0, 2), 0.5)
+    method = DIANA(CentersProblem(SPEC_CENTERS), op, 0.5)
     assert method.alpha == 0.5  # 1/(omega + 1), omega = d/k - 1 = 1
     xs, proposals = run(method, 2)
     assert proposals[0].message.values.tolist() == [[-2.0, 0.0], [0.0, 0.0]]
@@ -105,7 +106,7 @@ def test_identity_operator_is_gradient_descent(name, n):
     mean of the differences to its running average (g + mean(grad_i - g_i) rounds
     differently from mean(grad_i))."""
     problem = _logreg(n)
-    method = METHODS[name](problem, operator("identity", ratio=1.0), WorkerRNG(0, n), 0.7)
+    method = METHODS[name](problem, operator("identity", ratio=1.0), 0.7)
     xs, proposals = run(method, 25)
     y = problem.initial_point()
     for k in range(25):
@@ -121,13 +122,14 @@ def test_ef14_virtual_iterate_with_a_quantizer():
     """x~^k = x^k - (eta/n) sum_i e_i^k follows GD on the true gradients at x^k, with the
     error of Q(C(.)), quantizer included (spec 22 property)."""
     problem, lr = _logreg(3), 0.4
-    method = EF14(problem, operator("top_k", "natural", ratio=0.34), WorkerRNG(1, 3), lr)
+    method = EF14(problem, operator("top_k", "natural", ratio=0.34), lr)
+    streams = Streams(1, 3)
     x = problem.initial_point()
     state = method.init_state(x)
     virtual = x.clone()
     for k in range(30):
         ev = method.evaluate(x)
-        proposal = method.step(x, ev, state, k)
+        proposal = method.step(x, ev, state, streams, k)
         virtual = virtual - lr * ev.grads.mean(0)
         x, state = proposal.x, proposal.state
         torch.testing.assert_close(
@@ -144,8 +146,8 @@ def test_ef14_virtual_iterate_with_a_quantizer():
 )
 def test_server_average_equals_the_workers_mean(method_cls, op, mean_key, worker_key):
     problem = _logreg(4)
-    method = method_cls(problem, operator(*op, ratio=0.34), WorkerRNG(2, 4), 0.3)
-    _, proposals = run(method, 40)
+    method = method_cls(problem, operator(*op, ratio=0.34), 0.3)
+    _, proposals = run(method, 40, seed=2)
     for proposal in proposals:
         state = proposal.state
         torch.testing.assert_close(state[mean_key], state[worker_key].mean(0), atol=1e-12, rtol=0)
@@ -156,7 +158,7 @@ def test_error_feedback_wrapper_state_and_tags():
     state = op.init_state(3, 5, torch.device("cpu"), torch.float64)
     assert state[0].shape == (3, 5) and state[0].dtype == torch.float64
     G = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    message, new_state = op.compress(G, state, WorkerRNG(0, 3), None)
+    message, new_state = op.compress(G, state, Streams(0, 3), None)
     torch.testing.assert_close(new_state[0], G - message.values)
     assert new_state[0].shape == state[0].shape and new_state[0].dtype == state[0].dtype
     assert op.tags.sign_only and not op.tags.unbiased and not op.tags.zero_to_zero
@@ -211,8 +213,8 @@ def mushrooms_problem_20(mushrooms_dir):
 
 def test_diana_without_omega_is_one_clear_error():
     with pytest.raises(ConfigError, match="method=diana needs an unbiased operator"):
-        DIANA(_logreg(2), operator("top_k"), WorkerRNG(0, 2), 0.1)
-    DIANA(_logreg(2), operator("top_k"), WorkerRNG(0, 2), 0.1, alpha=0.5)  # explicit alpha
+        DIANA(_logreg(2), operator("top_k"), 0.1)
+    DIANA(_logreg(2), operator("top_k"), 0.1, alpha=0.5)  # explicit alpha
 
 
 @pytest.mark.parametrize(
@@ -255,13 +257,13 @@ def test_contractive_scaling_of_top_k_with_dithering():
     assert raw.contraction(d) is None and operator("top_k").contractive(d).scale == 1.0
     X = torch.randn(2000, d, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     message, _ = scaled.compress(
-        X, scaled.init_state(2000, d, X.device, X.dtype), WorkerRNG(0, 2000), None
+        X, scaled.init_state(2000, d, X.device, X.dtype), Streams(0, 2000), None
     )
     ratio = ((message.values - X) ** 2).sum(1).mean() / (X**2).sum(1).mean()
     assert float(ratio) <= 1 - 1 / scaled.contraction(d)
     assert (
         message.bits.tolist()
-        == raw.compress(X, raw.init_state(2000, d, X.device, X.dtype), WorkerRNG(0, 2000), None)[
+        == raw.compress(X, raw.init_state(2000, d, X.device, X.dtype), Streams(0, 2000), None)[
             0
         ].bits.tolist()
     )

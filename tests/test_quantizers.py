@@ -11,7 +11,7 @@ import torch
 from compress_bench.compressors import Message, RoundContext, build_compressor, build_quantizer
 from compress_bench.compressors.quantizers import NoQuantizer, PowerOfTwo, power_of_two
 from compress_bench.errors import ConfigError
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 T = [0.0, 0.3, -1.45, 5.0, 0.75, -6.0, 2.9, -0.2]
 EXPECTED = {
@@ -20,7 +20,7 @@ EXPECTED = {
     ("log2", True): [0.0, 0.25, -1.0, 1.0, 1.0, -1.0, 1.0, -0.25],
 }
 DTYPES = [torch.float32, torch.float64]
-RNG = WorkerRNG(0, 1)
+RNG = Streams(0, 1)
 
 
 def quantizer(rounding="nearest", clip=False) -> PowerOfTwo:
@@ -41,7 +41,7 @@ def test_spec_example(rounding, clip, dtype):
 def test_sparse_topk_then_q_bits():
     G = torch.randn(3, 112, dtype=torch.float64)
     message, _ = build_compressor({"name": "top_k"}, ratio=0.2).compress(
-        G, None, WorkerRNG(0, 3), RoundContext()
+        G, None, Streams(0, 3), RoundContext()
     )
     out = build_quantizer({"name": "power_of_two"}).quantize(message, RNG)
     assert out.bits.tolist() == [22 * (9 + 7)] * 3
@@ -54,7 +54,7 @@ def test_sparse_topk_then_q_bits():
 def test_spec_21_example_topk1_then_q(sign):
     G = sign * torch.tensor([[1.4, 0.0], [0.0, 3.0]], dtype=torch.float64)
     message, _ = build_compressor({"name": "top_k"}, ratio=0.5).compress(
-        G, None, WorkerRNG(0, 2), RoundContext()
+        G, None, Streams(0, 2), RoundContext()
     )
     out = build_quantizer({"name": "power_of_two"}).quantize(message, RNG)
     assert out.values.tolist() == (sign * torch.tensor([[1.0, 0.0], [0.0, 4.0]])).tolist()

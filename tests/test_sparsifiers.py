@@ -25,7 +25,7 @@ from compress_bench.compressors.sparsifiers import (
     top_k,
 )
 from compress_bench.errors import ConfigError
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 X = [0.5, -2.0, 0.0, 3.0, -1.0, 2.0]  # the spec's example vector, d = 6
 CTX = RoundContext()
@@ -36,7 +36,7 @@ def x_row(dtype=torch.float64) -> torch.Tensor:
 
 
 def compress(op, G, seed=0, round_index=0):
-    message, _ = op.compress(G, None, WorkerRNG(seed, G.shape[0]), RoundContext(round_index))
+    message, _ = op.compress(G, None, Streams(seed, G.shape[0]), RoundContext(round_index))
     return message
 
 
@@ -94,7 +94,7 @@ def test_randk_compress_uses_the_drawn_support():
     d, k, seed = 40, 8, 11
     G = torch.randn(3, d, dtype=torch.float64) + 5.0  # no zero coordinates
     message = compress(RandK(ratio=k / d), G, seed=seed)
-    drawn = top_k_mask(WorkerRNG(seed, 3).uniform(d), k)
+    drawn = top_k_mask(Streams(seed, 3).uniform(d), k)
     expected = torch.where(drawn, G * (d / k), torch.zeros(()))
     assert torch.equal(message.values, expected)
     assert message.bits.tolist() == [k * (32 + 6)] * 3
@@ -123,7 +123,7 @@ def test_randk_batched_rows_match_single_rows():
     # worker 0's stream does not depend on how many workers there are
     single = compress(RandK(ratio=k / d), G[:1], seed=seed)
     assert torch.equal(batched.values[:1], single.values)
-    u = WorkerRNG(seed, 4).uniform(d)
+    u = Streams(seed, 4).uniform(d)
     for i in range(4):
         row = rand_k_from_uniforms(G[i : i + 1], u[i : i + 1], k)
         assert torch.equal(batched.values[i : i + 1], row.values)
@@ -185,10 +185,10 @@ def test_randk_shared_seed_bits_and_server_agreement():
     message = compress(op, G, seed=seed, round_index=t)
     assert message.bits.tolist() == [32 * k] * n == [op.expected_bits(d)] * n
     # the server rebuilds the support from (seed, worker, round) alone
-    server = top_k_mask(WorkerRNG(seed, n).shared_round_uniform(t, d), k)
+    server = top_k_mask(Streams(seed, n).shared_round_uniform(t, d), k)
     assert torch.equal(message.values != 0, server)
     # the same round and worker reproduce the support, whatever the private stream did
-    rng = WorkerRNG(seed, n)
+    rng = Streams(seed, n)
     rng.uniform(d)
     again, _ = op.compress(G, None, rng, RoundContext(t))
     assert torch.equal(again.values, message.values)
@@ -199,9 +199,9 @@ def test_randk_shared_seed_bits_and_server_agreement():
 
 def test_randk_shared_seed_does_not_consume_private_stream():
     d = 20
-    rng = WorkerRNG(4, 2)
+    rng = Streams(4, 2)
     RandK(ratio=0.25, shared_seed=True).compress(torch.ones(2, d), None, rng, RoundContext(3))
-    assert torch.equal(rng.uniform(d), WorkerRNG(4, 2).uniform(d))
+    assert torch.equal(rng.uniform(d), Streams(4, 2).uniform(d))
 
 
 def test_randk_seeded_determinism():
@@ -215,7 +215,7 @@ def test_randk_seeded_determinism():
 
 def test_randk_consecutive_rounds_differ():
     G = torch.ones(1, 112, dtype=torch.float64)
-    rng = WorkerRNG(0, 1)
+    rng = Streams(0, 1)
     op = RandK(ratio=0.2)
     first, _ = op.compress(G, None, rng, RoundContext(0))
     second, _ = op.compress(G, None, rng, RoundContext(1))
@@ -478,7 +478,7 @@ def test_randk_large_d_compress():
     assert torch.equal(message.values[kept], (G * (d / k))[kept])
     assert message.bits.tolist() == [op.expected_bits(d)] * n == [k * (32 + 17)] * n
     # the support is the sampler's draw from each worker's private stream
-    assert torch.equal(kept, rand_k_support(WorkerRNG(seed, n).generators, d, k))
+    assert torch.equal(kept, rand_k_support(Streams(seed, n).generators, d, k))
     # worker 0's draw does not depend on how many workers there are
     assert torch.equal(compress(op, G[:1], seed=seed).values, message.values[:1])
     assert torch.equal(compress(op, G, seed=seed).values, message.values)  # deterministic
@@ -493,11 +493,11 @@ def test_randk_large_d_shared_seed_server_agreement():
     G = torch.randn(n, d) + 10.0
     message = compress(op, G, seed=seed, round_index=t)
     assert message.bits.tolist() == [32 * k] * n == [op.expected_bits(d)] * n
-    server = rand_k_support(WorkerRNG(seed, n).shared_round_generators(t), d, k)
+    server = rand_k_support(Streams(seed, n).shared_round_generators(t), d, k)
     assert torch.equal(message.values != 0, server)
-    rng = WorkerRNG(seed, n)
+    rng = Streams(seed, n)
     op.compress(G, None, rng, RoundContext(t))  # the private streams are not consumed
-    assert torch.equal(rng.uniform(5), WorkerRNG(seed, n).uniform(5))
+    assert torch.equal(rng.uniform(5), Streams(seed, n).uniform(5))
     other = compress(op, G, seed=seed, round_index=t + 1)
     assert not torch.equal(other.values != 0, server)
 

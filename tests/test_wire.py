@@ -20,7 +20,7 @@ from compress_bench.compressors import (
 )
 from compress_bench.compressors.wire import decode, encode, layout_for, receiver_view
 from compress_bench.problems.quadratic import SeparableQuadratic
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 SYMBOL_FORMATS = ("power_of_two", "sign")
 
@@ -44,7 +44,7 @@ def compress(cname: str, qname: str, G: torch.Tensor, ratio: float):
     quant = build_quantizer({"name": qname})
     n, d = G.shape
     problem = SeparableQuadratic(torch.linspace(0.5, 2.0, d, dtype=G.dtype), torch.ones_like(G))
-    rng = WorkerRNG(3, n)
+    rng = Streams(3, n)
     ctx = RoundContext(round_index=2, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
     raw, _ = comp.compress(G, comp.init_state(n, d, G.device, G.dtype), rng, ctx)
     return comp, quant.quantize(raw, rng), quant
@@ -81,7 +81,7 @@ def test_shared_seed_message_carries_no_indices():
     assert layout_for(comp, quant, message).support == "indices"
     shared = build_compressor({"name": "rand_k", "shared_seed": True}, ratio=0.2)
     n, d = G.shape
-    msg, _ = shared.compress(G, None, WorkerRNG(0, n), RoundContext(round_index=4))
+    msg, _ = shared.compress(G, None, Streams(0, n), RoundContext(round_index=4))
     layout = layout_for(shared, quant, msg)
     assert layout.support == "shared"
     data = encode(msg, 0, layout)

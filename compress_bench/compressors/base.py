@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 FLOAT_BITS = 32
 
@@ -172,7 +172,7 @@ class Compressor(ABC):
 
     @abstractmethod
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         """Compress every row of G; return the message and the new state."""
 
@@ -219,7 +219,7 @@ class Quantizer(ABC):
     sign_only: ClassVar[bool] = False
 
     @abstractmethod
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         """Quantize the transmitted values of ``message`` (``message.sent()``: the coordinates
         on the wire; the others must stay 0); return the new message."""
 

@@ -25,7 +25,7 @@ from compress_bench.compressors.base import (
 )
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.sparsifiers import RandK, sparse_message
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 SAMPLINGS = ("uniform", "bernoulli")
 
@@ -112,7 +112,7 @@ class BiasedRandK(Compressor):
         return min(k_from_ratio(self.ratio, d), d)
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         if self.sampling == "uniform":  # RandK's support and sampler, without its d/k factor
             return self._uniform.compress(G, state, rng, ctx)
@@ -169,7 +169,7 @@ class AdaptiveRandK(Compressor):
         self.ratio = ratio
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         check_batch(G)
         u = rng.uniform(1)  # (n, 1): one uniform per worker

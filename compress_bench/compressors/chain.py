@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from compress_bench.compressors.base import Compressor, Message, Quantizer, RoundContext
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Chain:
         return (self.compressor.init_state(n_workers, d, device, dtype),)
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         message, cstate = self.compressor.compress(G, state[0], rng, ctx)
         for quantizer in self.quantizers:
@@ -201,7 +201,7 @@ class ErrorFeedback:
         return (error, self.inner.init_state(n_workers, d, device, dtype))
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         error, inner_state = state
         v = error + G

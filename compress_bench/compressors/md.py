@@ -36,7 +36,7 @@ from compress_bench.compressors.base import (
 from compress_bench.compressors.importance import ImportanceSolver
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 WEIGHTINGS = ("code", "slides")
 # Keys of zero-weight coordinates in successive sampling: below every log w + Gumbel of a
@@ -97,7 +97,7 @@ class _ImportanceCompressor(Compressor):
         return self.solver.solve(state["log_weights"], ctx.x, G, ctx.lr, ctx.problem)
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         z = self.importance(G, state, ctx)
         w = torch.softmax(z, dim=1)
@@ -109,7 +109,7 @@ class _ImportanceCompressor(Compressor):
         message = Message.dense(values) if k == d else Message.sparse(values, kept)
         return message, {"log_weights": z}
 
-    def select(self, G: torch.Tensor, w: torch.Tensor, k: int, rng: WorkerRNG) -> torch.Tensor:
+    def select(self, G: torch.Tensor, w: torch.Tensor, k: int, rng: Streams) -> torch.Tensor:
         raise NotImplementedError
 
     def values(self, G: torch.Tensor, w: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:

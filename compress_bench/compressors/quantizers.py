@@ -22,7 +22,7 @@ import torch
 
 from compress_bench.compressors.base import FLOAT_BITS, Message, Quantizer
 from compress_bench.compressors.registry import register_quantizer
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 #: Exponent range of a normal float32, the 8-bit exponent field on the wire (spec 0.6).
 MIN_EXPONENT = -126
@@ -152,7 +152,7 @@ class NoQuantizer(Quantizer):
     deterministic: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = None
 
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         return message
 
     def contraction(self, d: int) -> float:
@@ -198,7 +198,7 @@ class PowerOfTwo(Quantizer):
         self.rounding = rounding
         self.clip_exponent_at_zero = clip_exponent_at_zero
 
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         q = power_of_two(message.values, self.rounding, self.clip_exponent_at_zero)
         return message.with_values(q, value_bits=POWER_OF_TWO_BITS)
 
@@ -292,7 +292,7 @@ class Natural(Quantizer):
     probability ``p_up = (|t| - lo)/lo``, else ``sgn(t) lo``; ``0 -> 0``. Unbiased, ``U(1/8)``:
     ``E C(t)^2 = (3s - 2)/s^2 t^2`` with ``s = |t|/lo``, at most ``(9/8) t^2`` (at ``s = 4/3``);
     ``(8/9) C_nat`` is in ``B3(9/8)`` (R1). One uniform per coordinate, as ``M`` random bits (23 for
-    float32) from the worker's bit stream (:meth:`WorkerRNG.random_bits`).
+    float32) from the worker's bit stream (:meth:`Streams.random_bits`).
 
     Bits: 9 per transmitted value (sign + 8-bit float32 exponent field), so ``9 d`` dense and
     ``k (9 + ceil(log2 d))`` after a sparsifier. Exponents above 127 saturate to ``+-2^127``;
@@ -306,7 +306,7 @@ class Natural(Quantizer):
     deterministic: ClassVar[bool] = False
     value_bits: ClassVar[int | None] = POWER_OF_TWO_BITS
 
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         v = message.values
         _, mantissa_bits = _natural_layout(v.dtype)
         r = rng.random_bits(v.shape[1], mantissa_bits)  # fresh: becomes the output
@@ -418,7 +418,7 @@ class _Dithering(Quantizer):
         self.norm = _check_norm(norm)
         self.value_bits = dithering_value_bits(self.levels)  # type: ignore[misc]  # depends on s
 
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         v = message.values
         u = rng.uniform(v.shape[1], dtype=v.dtype)
         norm = _row_norm(v, self.norm)
@@ -553,7 +553,7 @@ class Sign(Quantizer):
     zero_to_zero: ClassVar[bool] = False
     sign_only: ClassVar[bool] = True
 
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         return message.with_values(_on_sent(message, sign1(message.values)), value_bits=1)
 
     def __repr__(self) -> str:
@@ -579,7 +579,7 @@ class ScaledSign(Quantizer):
     value_bits: ClassVar[int | None] = 1
     extra_side_bits: ClassVar[int] = FLOAT_BITS
 
-    def quantize(self, message: Message, rng: WorkerRNG) -> Message:
+    def quantize(self, message: Message, rng: Streams) -> Message:
         v = message.values
         m = message.value_count.clamp(min=1).to(v.dtype)
         scale = v.abs().sum(dim=1) / m  # 0 for a zero row (and for an empty message)

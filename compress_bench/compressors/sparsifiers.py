@@ -34,7 +34,7 @@ from compress_bench.compressors.base import (
 )
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask, uniform_subset_mask
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 #: From this dimension on, RandK draws its support with :func:`uniform_subset_mask` and the
 #: sparse messages are built with the vectorised helpers below.
@@ -161,7 +161,7 @@ class Identity(Compressor):
         self.ratio = ratio
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         check_batch(G)
         return Message.dense(G.clone()), state
@@ -217,7 +217,7 @@ class RandK(Compressor):
         return min(k_from_ratio(self.ratio, d), d)
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         _, d = check_batch(G)
         k = self._k(d)
@@ -283,7 +283,7 @@ class TopK(Compressor):
         return min(k_from_ratio(self.ratio, d), d)
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: WorkerRNG, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
         _, d = check_batch(G)
         return top_k(G, self._k(d), self.scale), state

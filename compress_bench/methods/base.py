@@ -20,7 +20,7 @@ from compress_bench.compressors.base import Message, RoundContext
 from compress_bench.compressors.chain import Chain
 from compress_bench.errors import ConfigError
 from compress_bench.problems.base import Problem
-from compress_bench.rng import WorkerRNG
+from compress_bench.rng import Streams
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -103,13 +103,11 @@ class Method(ABC):
         self,
         problem: Problem,
         operator: Chain,
-        rng: WorkerRNG,
         lr: float,
         communicator: SimulatedCommunicator | None = None,
     ):
         self.problem = problem
         self.operator = operator
-        self.rng = rng
         self.lr = lr
         self.communicator = communicator or SimulatedCommunicator()
 
@@ -125,17 +123,25 @@ class Method(ABC):
     def context(self, x: torch.Tensor, round_index: int) -> RoundContext:
         return RoundContext(round_index=round_index, x=x, lr=self.lr, problem=self.problem)
 
-    def compress(self, inputs: torch.Tensor, state: dict[str, Any], ctx: RoundContext):
+    def compress(
+        self, inputs: torch.Tensor, state: dict[str, Any], streams: Streams, ctx: RoundContext
+    ):
         """The operator on every worker's row: the message and the state with the
         operator's new part."""
-        message, op_state = self.operator.compress(inputs, state["operator"], self.rng, ctx)
+        message, op_state = self.operator.compress(inputs, state["operator"], streams, ctx)
         return message, {**state, "operator": op_state}
 
     @abstractmethod
     def worker(
-        self, x: torch.Tensor, ev: Evaluation, state: dict[str, Any], round_index: int
+        self,
+        x: torch.Tensor,
+        ev: Evaluation,
+        state: dict[str, Any],
+        streams: Streams,
+        round_index: int,
     ) -> WorkerOutput:
-        """Every worker's message of round ``round_index`` and their new state."""
+        """Every worker's message of round ``round_index`` and their new state. Row i of
+        everything depends only on worker i's gradient, state and streams."""
 
     def aggregate(self, message: Message) -> torch.Tensor:
         """The collective: (1/n) sum_i of the decoded messages, shape (d,)."""
@@ -147,9 +153,12 @@ class Method(ABC):
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """x^{k+1} and the server's new state, from the aggregate of the messages."""
 
-    def step(self, x: torch.Tensor, ev: Evaluation, state: Any, round_index: int) -> Proposal:
-        """Round ``round_index`` from x, given the workers' evaluation at x."""
-        out = self.worker(x, ev, state, round_index)
+    def step(
+        self, x: torch.Tensor, ev: Evaluation, state: Any, streams: Streams, round_index: int
+    ) -> Proposal:
+        """Round ``round_index`` from x, given the workers' evaluation at x and their random
+        streams (passed in, never held: a checkpoint or a rank owns them)."""
+        out = self.worker(x, ev, state, streams, round_index)
         x_next, new_state = self.server(x, self.aggregate(out.message), out.state)
         return Proposal(x_next, new_state, out.message.bits, out.message, out.inputs)
 

@@ -41,8 +41,8 @@ class DCGD(Method):
             )
         self.aggregation = aggregation
 
-    def worker(self, x, ev: Evaluation, state, round_index: int) -> WorkerOutput:
-        message, state = self.compress(ev.grads, state, self.context(x, round_index))
+    def worker(self, x, ev: Evaluation, state, streams, round_index: int) -> WorkerOutput:
+        message, state = self.compress(ev.grads, state, streams, self.context(x, round_index))
         return WorkerOutput(message, state, ev.grads)
 
     def aggregate(self, message: Message) -> torch.Tensor:

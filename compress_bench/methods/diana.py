@@ -52,12 +52,12 @@ class DIANA(Method):
         zeros = torch.zeros(n, d, device=x0.device, dtype=x0.dtype)
         return {**state, "h_workers": zeros, "h": zeros[0].clone(), "started": False}
 
-    def worker(self, x, ev, state, round_index):
+    def worker(self, x, ev, state, streams, round_index):
         if not state["started"] and self.init == "gradient":
             dense = Message.dense(ev.grads)  # the shifts themselves, uncompressed: 32 d bits
             return WorkerOutput(dense, {**state, "h_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["h_workers"]
-        message, state = self.compress(inputs, state, self.context(x, round_index))
+        message, state = self.compress(inputs, state, streams, self.context(x, round_index))
         h_workers = state["h_workers"] + self.alpha * message.values
         return WorkerOutput(message, {**state, "h_workers": h_workers}, inputs)
 

@@ -30,8 +30,8 @@ class EF14(DCGD):
         # scaled by 1/(1 + omega) (Chain.contractive)
         super().__init__(problem, error_feedback(operator.contractive(problem.d)), *args, **kwargs)
 
-    def worker(self, x, ev, state, round_index):
-        out = super().worker(x, ev, state, round_index)
+    def worker(self, x, ev, state, streams, round_index):
+        out = super().worker(x, ev, state, streams, round_index)
         error_before = state["operator"][0]
         # the diagnostic compares the message with what was compressed: e + g
         return type(out)(out.message, out.state, error_before + ev.grads)

@@ -49,12 +49,12 @@ class EF21(Method):
         zeros = torch.zeros(n, d, device=x0.device, dtype=x0.dtype)
         return {**state, "g_workers": zeros, "g": zeros[0].clone(), "started": False}
 
-    def worker(self, x, ev, state, round_index):
+    def worker(self, x, ev, state, streams, round_index):
         if not state["started"] and self.init == "gradient":
             message = Message.dense(ev.grads)  # uncompressed: 32 d bits
             return WorkerOutput(message, {**state, "g_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["g_workers"]
-        message, state = self.compress(inputs, state, self.context(x, round_index))
+        message, state = self.compress(inputs, state, streams, self.context(x, round_index))
         return WorkerOutput(
             message, {**state, "g_workers": state["g_workers"] + message.values}, inputs
         )

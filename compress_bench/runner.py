@@ -119,11 +119,12 @@ def build_run(cfg: DictConfig) -> Run:
     )
     compressor = build_compressor(plain.compressor, ratio=plain.ratio)
     quantizer = build_quantizer(plain.quantizer)
-    if plain.bits_convention == "thesis" and plain.quantizer.name != "power_of_two":
-        raise ConfigError(
-            "bits_convention=thesis counts powers of two: it needs quantizer=power_of_two"
-        )
     operator = chain(compressor, quantizer)
+    if plain.bits_convention == "thesis" and not operator.thesis_bits_defined():
+        raise ConfigError(
+            "bits_convention=thesis counts powers of two: it needs a quantizer whose values "
+            "are powers of two (quantizer=power_of_two or natural)"
+        )
     method_cls = method_class(plain.method.name)
     lr = resolve_lr(plain.lr, plain.lr_mult, method_cls, operator, problem)
     method_options = {key: value for key, value in plain.method.items() if key != "name"}
@@ -179,6 +180,10 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         "quantizer": cfg.quantizer.name,
         "method": cfg.method.name,
         "operator": method.operator.display_name,
+        "label": method.operator.label,  # the reports' names and colours come from here
+        "family": method.operator.family,
+        "colour": method.operator.colour,
+        "compressor_label": method.operator.compressor_label,
         "n_workers": n,
         "d": problem.d,
         "k": run.k,

@@ -18,7 +18,8 @@ from compress_bench.compressors import (
     build_compressor,
     build_quantizer,
 )
-from compress_bench.compressors.wire import decode, encode, layout_for, receiver_view
+from compress_bench.compressors.chain import chain
+from compress_bench.compressors.wire import decode, encode, receiver_view
 from compress_bench.problems.quadratic import SeparableQuadratic
 from compress_bench.rng import Streams
 
@@ -39,15 +40,16 @@ def inputs(d: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def compress(cname: str, qname: str, G: torch.Tensor, ratio: float):
-    comp = build_compressor({"name": cname}, ratio=ratio)
-    quant = build_quantizer({"name": qname})
+def compress(cname: str, qname: str, G: torch.Tensor, ratio: float, **options):
+    """The message of chain(C, Q) for G: the chain declares its format (no name lookup)."""
+    op = chain(
+        build_compressor({"name": cname, **options}, ratio=ratio), build_quantizer({"name": qname})
+    )
     n, d = G.shape
     problem = SeparableQuadratic(torch.linspace(0.5, 2.0, d, dtype=G.dtype), torch.ones_like(G))
-    rng = Streams(3, n)
     ctx = RoundContext(round_index=2, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
-    raw, _ = comp.compress(G, comp.init_state(n, d, G.device, G.dtype), rng, ctx)
-    return comp, quant.quantize(raw, rng), quant
+    message, _ = op.compress(G, op.init_state(n, d, G.device, G.dtype), Streams(3, n), ctx)
+    return message
 
 
 @pytest.mark.parametrize("ratio", [0.3, 1.0])
@@ -56,11 +58,13 @@ def compress(cname: str, qname: str, G: torch.Tensor, ratio: float):
 @pytest.mark.parametrize("cname", sorted(COMPRESSORS))
 def test_round_trip_and_bits(cname, qname, d, ratio):
     G = inputs(d)
-    comp, message, quant = compress(cname, qname, G, ratio)
-    layout = layout_for(comp, quant, message)
+    message = compress(cname, qname, G, ratio)
+    layout = message.format
     expected = receiver_view(message, layout)
+    # the bits reported equal the bits counted from the payload's format
+    assert torch.equal(layout.bits(message.value_count), message.bits)
     for worker in range(G.shape[0]):
-        data = encode(message, worker, layout)
+        data = encode(message, worker)
         bits = int(message.bits[worker])
         assert 8 * len(data) - 7 <= bits <= 8 * len(data), (len(data), bits)
         support = message.sent()[worker] if layout.support == "shared" else None
@@ -77,14 +81,11 @@ def test_round_trip_and_bits(cname, qname, d, ratio):
 
 def test_shared_seed_message_carries_no_indices():
     G = inputs(112)
-    comp, message, quant = compress("rand_k", "none", G, 0.2)
-    assert layout_for(comp, quant, message).support == "indices"
-    shared = build_compressor({"name": "rand_k", "shared_seed": True}, ratio=0.2)
-    n, d = G.shape
-    msg, _ = shared.compress(G, None, Streams(0, n), RoundContext(round_index=4))
-    layout = layout_for(shared, quant, msg)
+    assert compress("rand_k", "none", G, 0.2).format.support == "indices"
+    msg = compress("rand_k", "none", G, 0.2, shared_seed=True)
+    layout = msg.format
     assert layout.support == "shared"
-    data = encode(msg, 0, layout)
+    data = encode(msg, 0)
     assert len(data) == 22 * 32 // 8  # values only
     torch.testing.assert_close(decode(data, layout, msg.sent()[0]), msg.values[0].float().double())
     with pytest.raises(ValueError, match="shared"):

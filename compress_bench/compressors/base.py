@@ -95,6 +95,16 @@ class Message:
     side_bits:   (n,) int64, indices, norms and other side information per worker.
     kept:        (n, d) bool, the coordinates on the wire (a sent value may be 0), or None
                  when every coordinate is sent (a dense message).
+    scalar:      (n,) float side information (a norm, a scale), if the format has one.
+    format:      the static :class:`~compress_bench.compressors.wire.WireFormat` both ends
+                 agree on, set by the operator chain that produced the message (None for
+                 a part's raw output).
+
+    The payload (what really travels) is this message in its format: the support (indices,
+    or nothing when dense or shared-seed), the scalar and one symbol per sent value;
+    ``wire.encode`` packs it and ``format.bits(value_count)`` counts it, equal to ``bits``
+    (checked for every operator by the conformance suite). The simulator's fast path reads
+    ``values`` and never packs.
     """
 
     values: torch.Tensor
@@ -102,7 +112,8 @@ class Message:
     value_bits: int
     side_bits: torch.Tensor
     kept: torch.Tensor | None = None
-    scalar: torch.Tensor | None = None  # (n,) float side information (a norm), if any
+    scalar: torch.Tensor | None = None
+    format: Any = None
 
     @property
     def bits(self) -> torch.Tensor:
@@ -165,6 +176,22 @@ class Compressor(ABC):
     deterministic: ClassVar[bool] = True
     #: True for the operators that query the objective (RoundContext.problem): the md_* family
     needs_objective: ClassVar[bool] = False
+    #: op(0) = 0
+    zero_to_zero: ClassVar[bool] = True
+    #: True when every value is sent unchanged (the identity): reports then name and colour
+    #: the operator after its quantizer
+    passthrough: ClassVar[bool] = False
+    #: how the receiver learns the support: "dense" (all of it), "indices" (sent,
+    #: ceil(log2 d) bits each) or "shared" (rebuilt from a shared seed); see wire_support
+    support: ClassVar[str] = "indices"
+    #: display name in figures and tables ("" means the registry name)
+    label: ClassVar[str] = ""
+    #: the colour of this operator in every figure; None: hashed from its name
+    colour: ClassVar[str | None] = None
+
+    def wire_support(self) -> str:
+        """The support format of this instance's messages (see ``support``)."""
+        return self.support
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype) -> Any:
         """Initial per-worker state; stateless operators return None."""
@@ -217,6 +244,15 @@ class Quantizer(ABC):
     zero_to_zero: ClassVar[bool] = True
     #: True when the decoded values are signs (+-1): majority vote applies (spec 11).
     sign_only: ClassVar[bool] = False
+    #: True for the quantizer that changes nothing: chains drop it
+    passthrough: ClassVar[bool] = False
+    #: the symbol of one value on the wire: "float32", "power_of_two" (sign + 8-bit
+    #: exponent), "dithering" (sign + level index) or "sign" (1 bit); see compressors/wire.py
+    wire_values: ClassVar[str] = "float32"
+    #: True when one float32 of side information (a norm, a scale) precedes the values
+    wire_scalar: ClassVar[bool] = False
+    label: ClassVar[str] = ""
+    colour: ClassVar[str | None] = None
 
     @abstractmethod
     def quantize(self, message: Message, rng: Streams) -> Message:

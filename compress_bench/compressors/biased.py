@@ -95,8 +95,14 @@ class BiasedRandK(Compressor):
     """
 
     name: ClassVar[str] = "biased_rand_k"
+    label: ClassVar[str] = "Biased RandK"
+    colour: ClassVar[str | None] = "#17becf"
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = False
+
+
+    def wire_support(self) -> str:
+        return "shared" if self.shared_seed else "indices"
 
     def __init__(self, *, ratio: float, sampling: str = "uniform", shared_seed: bool = False):
         self.ratio = check_ratio(ratio)
@@ -162,6 +168,8 @@ class AdaptiveRandK(Compressor):
     """
 
     name: ClassVar[str] = "adaptive_rand_k"
+    label: ClassVar[str] = "Adaptive RandK"
+    colour: ClassVar[str | None] = "#393b79"
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = False
 

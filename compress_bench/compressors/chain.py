@@ -22,7 +22,7 @@ remembers is the whole operator's, quantizer included.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -64,16 +64,17 @@ class Chain:
         # (1/(1 + omega)) Q(C(.)); see :meth:`contractive`
         self.scale = float(scale)
         self._scaled_delta: float | None = None
-        # "none" is the identity quantizer: dropping it keeps repr and constants simple
-        self.quantizers = tuple(q for q in quantizers if q.name != "none")
+        # the identity quantizer changes nothing: dropping it keeps repr and constants simple
+        self.quantizers = tuple(q for q in quantizers if not q.passthrough)
         parts = (compressor, *self.quantizers)
         self.tags = Tags(
             unbiased=all(p.unbiased for p in parts),
             deterministic=all(p.deterministic for p in parts),
-            zero_to_zero=all(getattr(p, "zero_to_zero", True) for p in parts),
-            sign_only=bool(self.quantizers) and getattr(self.quantizers[-1], "sign_only", False),
-            needs_objective=getattr(compressor, "needs_objective", False),
+            zero_to_zero=all(p.zero_to_zero for p in parts),
+            sign_only=bool(self.quantizers) and self.quantizers[-1].sign_only,
+            needs_objective=compressor.needs_objective,
         )
+        self._formats: dict[tuple[int, bool], Any] = {}
 
     @property
     def name(self) -> str:
@@ -84,6 +85,48 @@ class Chain:
     def unbiased(self) -> bool:
         return self.tags.unbiased
 
+    @property
+    def family(self) -> str:
+        """The part reports colour the operator by: the compressor, or the first quantizer
+        after a compressor that sends every value as is (identity + natural is natural
+        compression)."""
+        if self.compressor.passthrough and self.quantizers:
+            return self.quantizers[0].name
+        return self.compressor.name
+
+    @property
+    def colour(self) -> str | None:
+        """The declared colour of :attr:`family` (None: reports hash the name)."""
+        if self.compressor.passthrough and self.quantizers:
+            return self.quantizers[0].colour
+        return self.compressor.colour
+
+    @property
+    def label(self) -> str:
+        """Display name: 'TopK + natural dithering'."""
+        parts = [p for p in (self.compressor, *self.quantizers) if not p.passthrough]
+        parts = parts or [self.compressor]
+        text = " + ".join(p.label or p.name for p in parts)
+        return text if self.scale == 1.0 else f"{self.scale:.4g} * ({text})"
+
+    @property
+    def compressor_label(self) -> str:
+        """The compressor's display name alone ('TopK'), for figures of one quantizer."""
+        return self.compressor.label or self.compressor.name
+
+    def wire_format(self, d: int, dense: bool = False):
+        """The static format of this chain's messages for dimension d (``dense``: of a
+        message that sends every coordinate, as a sparsifier does when k >= d)."""
+        key = (d, dense)
+        if key not in self._formats:
+            from compress_bench.compressors.wire import wire_format
+
+            fmt = wire_format(self.compressor, self.quantizers, d)
+            if dense and fmt.support != "dense":
+                fmt = replace(fmt, support="dense", count=d)
+            self._formats[key] = fmt
+        return self._formats[key]
+
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
         return (self.compressor.init_state(n_workers, d, device, dtype),)
 
@@ -93,9 +136,9 @@ class Chain:
         message, cstate = self.compressor.compress(G, state[0], rng, ctx)
         for quantizer in self.quantizers:
             message = quantizer.quantize(message, rng)
-        if self.scale != 1.0:
-            message = message.with_values(message.values * self.scale)
-        return message, (cstate,)
+        values = message.values * self.scale if self.scale != 1.0 else message.values
+        fmt = self.wire_format(G.shape[1], dense=message.kept is None)
+        return replace(message, values=values, format=fmt), (cstate,)
 
     def omega(self, d: int) -> float | None:
         """The variance constant of the chain, when every part is unbiased with one."""
@@ -155,6 +198,10 @@ class Chain:
     def display_name(self) -> str:
         return self.name if self.scale == 1.0 else f"{self.scale:.4g} * ({self.name})"
 
+    def thesis_bits_defined(self) -> bool:
+        """Whether the thesis bit convention applies: every value a power of two."""
+        return bool(self.quantizers) and self.quantizers[-1].wire_values == "power_of_two"
+
     def __repr__(self) -> str:
         parts = ", ".join(repr(p) for p in (self.compressor, *self.quantizers))
         return f"chain({parts}, scale={self.scale:.6g})" if self.scale != 1.0 else f"chain({parts})"
@@ -193,6 +240,28 @@ class ErrorFeedback:
     @property
     def display_name(self) -> str:
         return f"ef({self.inner.display_name})"
+
+    @property
+    def label(self) -> str:
+        return f"EF({self.inner.label})"
+
+    @property
+    def family(self) -> str:
+        return self.inner.family
+
+    @property
+    def compressor_label(self) -> str:
+        return self.inner.compressor_label
+
+    @property
+    def colour(self) -> str | None:
+        return self.inner.colour
+
+    def wire_format(self, d: int, dense: bool = False):
+        return self.inner.wire_format(d, dense)
+
+    def thesis_bits_defined(self) -> bool:
+        return self.inner.thesis_bits_defined()
 
     unbiased = False
 

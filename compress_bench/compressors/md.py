@@ -160,6 +160,8 @@ class MDStochastic(_Unweighted):
     pi_i = P(i in S); no uniform constant. Bits: k (32 + ceil(log2 d))."""
 
     name: ClassVar[str] = "md_stochastic"
+    label: ClassVar[str] = "MD Stochastic"
+    colour: ClassVar[str | None] = "#9467bd"
     deterministic: ClassVar[bool] = False
 
     def select(self, G, w, k, rng):
@@ -173,6 +175,8 @@ class MDGreedy(_Unweighted):
     no class constant. Deterministic given w. Bits: k (32 + ceil(log2 d))."""
 
     name: ClassVar[str] = "md_greedy"
+    label: ClassVar[str] = "MD Greedy"
+    colour: ClassVar[str | None] = "#2ca02c"
 
     def select(self, G, w, k, rng):
         return top_k_mask(w, k)
@@ -186,6 +190,8 @@ class MDGreedyWeighted(_Weighted):
     Bits: k (32 + ceil(log2 d))."""
 
     name: ClassVar[str] = "md_greedy_weighted"
+    label: ClassVar[str] = "MD Greedy Weighted"
+    colour: ClassVar[str | None] = "#e6ab02"
 
     def select(self, G, w, k, rng):
         return top_k_mask(w, k)
@@ -198,6 +204,8 @@ class MDWeightedGreedy(_Weighted):
     B2(w_min^2 / w_max, (d/k) w_max). Bits: k (32 + ceil(log2 d))."""
 
     name: ClassVar[str] = "md_weighted_greedy"
+    label: ClassVar[str] = "MD Weighted Greedy"
+    colour: ClassVar[str | None] = "#c51b7d"
 
     def select(self, G, w, k, rng):
         return top_k_mask((w * G).abs(), k)

@@ -148,6 +148,8 @@ class NoQuantizer(Quantizer):
     """
 
     name: ClassVar[str] = "none"
+    label: ClassVar[str] = ""
+    passthrough: ClassVar[bool] = True  # leaves the message as it is: dropped from chains
     unbiased: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = None
@@ -182,6 +184,9 @@ class PowerOfTwo(Quantizer):
     """
 
     name: ClassVar[str] = "power_of_two"
+    label: ClassVar[str] = "power-of-two"
+    colour: ClassVar[str | None] = "#6baed6"
+    wire_values: ClassVar[str] = "power_of_two"
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = POWER_OF_TWO_BITS
@@ -302,6 +307,9 @@ class Natural(Quantizer):
     """
 
     name: ClassVar[str] = "natural"
+    label: ClassVar[str] = "Natural"
+    colour: ClassVar[str | None] = "#ff7f0e"
+    wire_values: ClassVar[str] = "power_of_two"
     unbiased: ClassVar[bool] = True
     deterministic: ClassVar[bool] = False
     value_bits: ClassVar[int | None] = POWER_OF_TWO_BITS
@@ -453,6 +461,10 @@ class StandardDithering(_Dithering):
     """
 
     name: ClassVar[str] = "standard_dithering"
+    label: ClassVar[str] = "standard dithering"
+    colour: ClassVar[str | None] = "#e377c2"
+    wire_values: ClassVar[str] = "dithering"
+    wire_scalar: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = dithering_value_bits(8)
 
     def omega(self, d: int) -> float:
@@ -480,6 +492,10 @@ class QSGD(_Dithering):
     """
 
     name: ClassVar[str] = "qsgd"
+    label: ClassVar[str] = "QSGD"
+    colour: ClassVar[str | None] = "#bcbd22"
+    wire_values: ClassVar[str] = "dithering"
+    wire_scalar: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = dithering_value_bits(8)
 
     def __init__(self, *, levels: int = 8):
@@ -510,6 +526,10 @@ class NaturalDithering(_Dithering):
     """
 
     name: ClassVar[str] = "natural_dithering"
+    label: ClassVar[str] = "natural dithering"
+    colour: ClassVar[str | None] = "#8c564b"
+    wire_values: ClassVar[str] = "dithering"
+    wire_scalar: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = dithering_value_bits(8)
     grid: ClassVar[str] = "natural"
 
@@ -547,6 +567,9 @@ class Sign(Quantizer):
     """
 
     name: ClassVar[str] = "sign"
+    label: ClassVar[str] = "sign"
+    colour: ClassVar[str | None] = "#7f7f7f"
+    wire_values: ClassVar[str] = "sign"
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = 1
@@ -574,6 +597,10 @@ class ScaledSign(Quantizer):
     """
 
     name: ClassVar[str] = "scaled_sign"
+    label: ClassVar[str] = "scaled sign"
+    colour: ClassVar[str | None] = "#5254a3"
+    wire_values: ClassVar[str] = "sign"
+    wire_scalar: ClassVar[bool] = True
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
     value_bits: ClassVar[int | None] = 1

@@ -154,6 +154,10 @@ class Identity(Compressor):
     """
 
     name: ClassVar[str] = "identity"
+    label: ClassVar[str] = "Identity"
+    colour: ClassVar[str | None] = "#000000"
+    passthrough: ClassVar[bool] = True  # every value sent as is: colours follow the quantizer
+    support: ClassVar[str] = "dense"
     unbiased: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
 
@@ -202,8 +206,14 @@ class RandK(Compressor):
     """
 
     name: ClassVar[str] = "rand_k"
+    label: ClassVar[str] = "RandK"
+    colour: ClassVar[str | None] = "#1f77b4"
     unbiased: ClassVar[bool] = True  # the default scale="dk"; set per instance in __init__
     deterministic: ClassVar[bool] = False
+
+
+    def wire_support(self) -> str:
+        return "shared" if self.shared_seed else "indices"
 
     def __init__(self, *, ratio: float, shared_seed: bool = False, scale: str = "dk"):
         self.ratio = check_ratio(ratio)
@@ -272,6 +282,8 @@ class TopK(Compressor):
     """
 
     name: ClassVar[str] = "top_k"
+    label: ClassVar[str] = "TopK"
+    colour: ClassVar[str | None] = "#d62728"
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
 

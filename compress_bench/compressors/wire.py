@@ -12,11 +12,17 @@ A message is, per worker, in this order (spec 0.6):
              dithering     1 sign bit, then the level index in ceil(log2(s + 1)) bits
              sign          1 bit (1 for +1)
 
-The bit counts the runner reports (``Message.bits``) follow the same rules, so the packed
-length equals them up to the padding of the last byte; ``tests/test_wire.py`` checks it for
-every registered operator. ``decode`` sees only the bytes, the static layout both ends know
-from the configuration (d, the formats, the number of values when it is fixed) and, for
-shared-seed supports, the support itself.
+The static format (:class:`WireFormat`) is declared by the operator, never looked up by name:
+the compressor declares its support (``Compressor.wire_support``) and the number of values when
+it is fixed, the last quantizer its value symbol (``Quantizer.wire_values``) and whether a
+scalar precedes the values (``Quantizer.wire_scalar``); ``Chain.wire_format(d)`` combines them
+and every message a chain produces carries it (``Message.format``).
+
+The bit counts the runner reports (``Message.bits``) follow the same rules
+(:meth:`WireFormat.bits`), so the packed length equals them up to the padding of the last
+byte; ``tests/test_wire.py`` checks it for every registered operator. ``decode`` sees only the
+bytes, the static format both ends know from the configuration (d, the formats, the number of
+values when it is fixed) and, for shared-seed supports, the support itself.
 
 Symbols are exact: indices, signs, power-of-two exponents and dithering levels decode to what
 was sent, bit for bit. Float32 fields are the one lossy part, by the spec's own rule (spec 0.6:
@@ -32,13 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from compress_bench.compressors.base import FLOAT_BITS, Compressor, Message, Quantizer, index_bits
+from compress_bench.compressors.base import FLOAT_BITS, Message, index_bits
 
 FORMATS = ("float32", "power_of_two", "dithering", "sign")
+SUPPORTS = ("dense", "indices", "shared")
 
 
 @dataclass(frozen=True)
-class Layout:
+class WireFormat:
     """What sender and receiver agree on before any message: the static format."""
 
     d: int
@@ -63,32 +70,32 @@ class Layout:
             self.values, 1 + self.level_bits
         )
 
+    def bits(self, count: torch.Tensor) -> torch.Tensor:
+        """(n,) bits of messages holding ``count`` values each, from this format alone: the
+        indices, the scalar (only in a non-empty message) and one symbol per value."""
+        per_value = self.index_bits + self.value_bits
+        scalar = FLOAT_BITS * (count > 0) if self.scalar else 0
+        return count * per_value + scalar
 
-def layout_for(compressor: Compressor, quantizer: Quantizer, message: Message) -> Layout:
-    """The layout of ``message``, produced by ``compressor`` then ``quantizer``."""
-    d = message.values.shape[1]
-    if message.kept is None:
-        support = "dense"
-    elif getattr(compressor, "shared_seed", False):
-        support = "shared"
-    else:
-        support = "indices"
-    name = quantizer.name
-    if name in ("power_of_two", "natural"):
-        values, scalar = "power_of_two", False
-    elif name in ("standard_dithering", "qsgd", "natural_dithering"):
-        values, scalar = "dithering", True
-    elif name in ("sign", "scaled_sign"):
-        values, scalar = "sign", name == "scaled_sign"
-    else:
-        values, scalar = "float32", False
-    return Layout(
+
+def wire_format(compressor, quantizers: tuple, d: int) -> WireFormat:
+    """The format of what ``compressor`` then ``quantizers`` send, from their declarations:
+    the compressor's support and fixed count, the last quantizer's value symbol; a scalar
+    when any quantizer adds one."""
+    last = quantizers[-1] if quantizers else None
+    support = compressor.wire_support()
+    if support not in SUPPORTS:
+        raise ValueError(f"{compressor!r} declares an unknown wire support {support!r}")
+    values = last.wire_values if last is not None else "float32"
+    if values not in FORMATS:
+        raise ValueError(f"{last!r} declares an unknown wire format {values!r}")
+    return WireFormat(
         d=d,
         support=support,
         values=values,
-        scalar=scalar,
-        levels=getattr(quantizer, "levels", 0),
-        grid=getattr(quantizer, "grid", "standard"),
+        scalar=any(q.wire_scalar for q in quantizers),
+        levels=getattr(last, "levels", 0),
+        grid=getattr(last, "grid", "standard"),
         count=compressor.sent_count(d),
     )
 
@@ -123,97 +130,101 @@ def _float32_bits(x: np.ndarray) -> np.ndarray:
 # --- one worker's message ----------------------------------------------------------------------
 
 
-def _symbols(layout: Layout, values: np.ndarray, scalar: float) -> np.ndarray:
+def _symbols(fmt: WireFormat, values: np.ndarray, scalar: float) -> np.ndarray:
     """The per-value bit matrix of the layout's value format."""
     negative = np.signbit(values) & (values != 0)
-    if layout.values == "float32":
+    if fmt.values == "float32":
         return _bits(_float32_bits(values), FLOAT_BITS)
-    if layout.values == "power_of_two":
+    if fmt.values == "power_of_two":
         _, exponent = np.frexp(np.abs(values))  # |v| = 2^e = 0.5 * 2^(e + 1)
         field = np.where(values == 0, 0, exponent - 1 + 127).astype(np.uint64)
         return np.concatenate([_bits(negative, 1), _bits(field, 8)], axis=1)
-    if layout.values == "sign":
+    if fmt.values == "sign":
         return _bits(~np.signbit(values) | (values == 0), 1)
     # dithering: the level index of |v| / N on the grid
     ratio = np.abs(values) / scalar if scalar > 0 else np.zeros_like(values)
-    if layout.grid == "standard":
-        index = np.rint(ratio * layout.levels)
+    if fmt.grid == "standard":
+        index = np.rint(ratio * fmt.levels)
     else:
         with np.errstate(divide="ignore"):
-            index = np.where(ratio > 0, np.rint(np.log2(ratio)) + layout.levels, 0)
+            index = np.where(ratio > 0, np.rint(np.log2(ratio)) + fmt.levels, 0)
     return np.concatenate(
-        [_bits(negative, 1), _bits(index.astype(np.uint64), layout.level_bits)], axis=1
+        [_bits(negative, 1), _bits(index.astype(np.uint64), fmt.level_bits)], axis=1
     )
 
 
-def encode(message: Message, worker: int, layout: Layout) -> bytes:
-    """Worker ``worker``'s message as bytes (padded with zeros to a whole byte)."""
+def encode(message: Message, worker: int, fmt: WireFormat | None = None) -> bytes:
+    """Worker ``worker``'s message as bytes (padded with zeros to a whole byte), in the
+    message's own format unless ``fmt`` is given."""
+    fmt = fmt or message.format
+    if fmt is None:
+        raise ValueError("the message carries no wire format: build it with a chain")
     values = message.values[worker].detach().cpu().double().numpy()
     sent = message.sent()[worker].cpu().numpy()
     parts = []
-    if layout.support == "indices":
-        parts.append(_bits(np.flatnonzero(sent), layout.index_bits).reshape(-1))
+    if fmt.support == "indices":
+        parts.append(_bits(np.flatnonzero(sent), fmt.index_bits).reshape(-1))
     scalar = 0.0
-    if layout.scalar and sent.any():  # an empty message carries no scalar
+    if fmt.scalar and sent.any():  # an empty message carries no scalar
         scalar = float(message.scalar[worker]) if message.scalar is not None else 0.0
         parts.append(_bits(_float32_bits(np.array([scalar])), FLOAT_BITS).reshape(-1))
-    parts.append(_symbols(layout, values[sent], scalar).reshape(-1))
+    parts.append(_symbols(fmt, values[sent], scalar).reshape(-1))
     return np.packbits(np.concatenate(parts)).tobytes()
 
 
-def decode(data: bytes, layout: Layout, support: torch.Tensor | None = None) -> torch.Tensor:
+def decode(data: bytes, fmt: WireFormat, support: torch.Tensor | None = None) -> torch.Tensor:
     """The (d,) float64 vector the receiver reconstructs from ``data`` (and, for a shared-seed
     layout, the support it derives from the shared stream)."""
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
     position = 0
-    if layout.support == "dense":
-        indices = np.arange(layout.d)
-    elif layout.support == "shared":
+    if fmt.support == "dense":
+        indices = np.arange(fmt.d)
+    elif fmt.support == "shared":
         if support is None:
             raise ValueError("a shared-seed message needs the support from the shared stream")
         indices = np.flatnonzero(support.cpu().numpy())
     else:
-        count = layout.count
+        count = fmt.count
         if count is None:  # variable length: every entry is wider than the byte padding
-            scalar_bits = FLOAT_BITS if layout.scalar and len(bits) else 0
-            count = (len(bits) - scalar_bits) // (layout.index_bits + layout.value_bits)
-        indices, position = _read(bits, 0, count, layout.index_bits)
+            scalar_bits = FLOAT_BITS if fmt.scalar and len(bits) else 0
+            count = (len(bits) - scalar_bits) // (fmt.index_bits + fmt.value_bits)
+        indices, position = _read(bits, 0, count, fmt.index_bits)
         indices = indices.astype(np.int64)
-    out = np.zeros(layout.d)
+    out = np.zeros(fmt.d)
     if len(indices) == 0:
         return torch.from_numpy(out)
     scalar = 0.0
-    if layout.scalar:
+    if fmt.scalar:
         raw, position = _read(bits, position, 1, FLOAT_BITS)
         scalar = float(raw.astype(np.uint32).view(np.float32)[0])
-    out[indices] = _values_from(bits, position, len(indices), layout, scalar)
+    out[indices] = _values_from(bits, position, len(indices), fmt, scalar)
     return torch.from_numpy(out)
 
 
-def _values_from(bits, position, count, layout: Layout, scalar: float) -> np.ndarray:
-    if layout.values == "float32":
+def _values_from(bits, position, count, fmt: WireFormat, scalar: float) -> np.ndarray:
+    if fmt.values == "float32":
         raw, _ = _read(bits, position, count, FLOAT_BITS)
         return raw.astype(np.uint32).view(np.float32).astype(np.float64)
-    if layout.values == "sign":
+    if fmt.values == "sign":
         raw, _ = _read(bits, position, count, 1)
-        magnitude = scalar if layout.scalar else 1.0
+        magnitude = scalar if fmt.scalar else 1.0
         return np.where(raw == 1, magnitude, -magnitude)
-    width = layout.value_bits
+    width = fmt.value_bits
     raw, _ = _read(bits, position, count, width)
     sign = np.where(raw >> np.uint64(width - 1) == 1, -1.0, 1.0)
     field = (raw & np.uint64((1 << (width - 1)) - 1)).astype(np.int64)
-    if layout.values == "power_of_two":
+    if fmt.values == "power_of_two":
         return np.where(field == 0, 0.0, sign * np.ldexp(1.0, field - 127))
-    if layout.grid == "standard":
-        return sign * field * (scalar / layout.levels)
-    level = np.where(field == 0, 0.0, np.ldexp(1.0, field - layout.levels))
+    if fmt.grid == "standard":
+        return sign * field * (scalar / fmt.levels)
+    level = np.where(field == 0, 0.0, np.ldexp(1.0, field - fmt.levels))
     return sign * level * scalar
 
 
-def receiver_view(message: Message, layout: Layout) -> torch.Tensor:
+def receiver_view(message: Message, fmt: WireFormat) -> torch.Tensor:
     """The simulator's vector as the receiver can know it when every value is a float32 field
     (exact for the symbol formats; the scalar formats differ by the float32 rounding of their
     one scalar, a relative 2^-24 at most)."""
-    if layout.values == "float32":
+    if fmt.values == "float32":
         return message.values.to(torch.float32).to(torch.float64)
     return message.values.to(torch.float64)

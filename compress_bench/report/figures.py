@@ -19,14 +19,17 @@ from compress_bench.report.jobs import DIVERGED, Job
 from compress_bench.report.logaxes import DIVERGED_MARKER, drawable, plot_curve, set_log_ylim
 from compress_bench.report.sweep import colour_for, first_reaching, scan
 
-DISPLAY_NAMES = {
-    "rand_k": "RandK",
-    "top_k": "TopK",
-    "md_greedy": "MD Greedy",
-    "md_greedy_weighted": "MD Greedy Weighted",
-    "md_weighted_greedy": "MD Weighted Greedy",
-    "md_stochastic": "MD Stochastic",
-}
+
+
+def display_name(summary: dict, name: str) -> str:
+    """The compressor's display name the run declared (summary.json), else the registered
+    class's label, else the name."""
+    if summary.get("compressor_label"):
+        return str(summary["compressor_label"])
+    from compress_bench.compressors import COMPRESSORS
+
+    cls = COMPRESSORS.get(name)
+    return (cls.label if cls is not None else "") or name
 
 
 def thesis_table(sweep_dir: Path) -> pd.DataFrame:
@@ -41,7 +44,7 @@ def thesis_table(sweep_dir: Path) -> pd.DataFrame:
         }
         rows.append(
             {
-                "operator": DISPLAY_NAMES.get(name, name),
+                "operator": display_name(job.summary or {}, name),
                 "compressor": name,
                 "status": job.status,
                 "rounds_to_tol": reach["round"],
@@ -60,11 +63,13 @@ def _draw_thesis_job(ax, job: Job) -> list:
         why = job.metrics_error or "metrics.csv has no bits_thesis column"
         print(f"figures: job {job.num} ({job.status}) not drawn: {why}", file=sys.stderr)
         return []
-    name = str((job.summary or {}).get("compressor"))
+    summary = job.summary or {}
+    name = str(summary.get("compressor"))
     x, y = drawable(job.metrics["bits_thesis"], job.metrics["grad_norm_rel"])
     end = DIVERGED_MARKER if job.status == DIVERGED else None
-    label = DISPLAY_NAMES.get(name, name) + (" (diverged)" if end else "")
-    plot_curve(ax, x, y, end_marker=end, color=colour_for(name), label=label)
+    label = display_name(summary, name) + (" (diverged)" if end else "")
+    colour = colour_for(summary.get("family", name), summary.get("colour"))
+    plot_curve(ax, x, y, end_marker=end, color=colour, label=label)
     return [y]
 
 

@@ -11,24 +11,22 @@ import pandas as pd
 
 from compress_bench.report.values import present
 
-# A fixed colour per known compressor (independent of which others a sweep contains).
-KNOWN_COLOURS: dict[str, str] = {
-    "identity": "#000000",
-    "rand_k": "#1f77b4",
-    "biased_rand_k": "#17becf",
-    "adaptive_rand_k": "#393b79",
-    "top_k": "#d62728",
-    "md_greedy": "#2ca02c",
-    "md_greedy_weighted": "#e6ab02",
-    "md_weighted_greedy": "#c51b7d",
-    "md_stochastic": "#9467bd",
-    "natural": "#ff7f0e",
-    "natural_dithering": "#8c564b",
-    "standard_dithering": "#e377c2",
-    "qsgd": "#bcbd22",
-    "sign": "#7f7f7f",
-    "scaled_sign": "#5254a3",
-}
+
+
+def _declared_colours() -> dict[str, str]:
+    """The colour each registered operator declares (``colour`` on its class)."""
+    from compress_bench.compressors import COMPRESSORS, QUANTIZERS
+
+    return {
+        name: cls.colour
+        for registry in (COMPRESSORS, QUANTIZERS)
+        for name, cls in registry.items()
+        if cls.colour
+    }
+
+
+# A fixed colour per registered operator (independent of which others a sweep contains).
+KNOWN_COLOURS: dict[str, str] = _declared_colours()
 # Unknown names hash (sha256, so the same in every process) into colours not used above.
 FALLBACK_PALETTE = (
     "#843c39",
@@ -50,9 +48,12 @@ MARKERS = (None, "o", "s", "^", "v", "D")
 DIVERGED_STYLE = "--"
 
 
-def colour_for(compressor: str) -> str:
-    """The colour of a compressor in every figure: fixed for known names, else a hash of the
-    name into :data:`FALLBACK_PALETTE` (the same in every process and every sweep)."""
+def colour_for(compressor: str, declared: Any = None) -> str:
+    """The colour of an operator family in every figure: the colour the run declared (its
+    summary.json), else the registered operator's, else a hash of the name into
+    :data:`FALLBACK_PALETTE` (the same in every process and every sweep)."""
+    if present(declared) and str(declared):
+        return str(declared)
     name = str(compressor)
     if name in KNOWN_COLOURS:
         return KNOWN_COLOURS[name]
@@ -61,11 +62,20 @@ def colour_for(compressor: str) -> str:
 
 
 def operator_of(row: Mapping[str, Any] | pd.Series) -> str:
-    """The name a job's colour follows: its compressor, or its quantizer when the compressor
-    is the identity (``identity + natural`` is natural compression and is coloured as such)."""
+    """The family a job's colour follows, as its run declared it (``family`` in
+    summary.json: the compressor, or the quantizer after a compressor that sends every value
+    as is, so identity + natural is coloured as natural compression). Runs written before
+    runs declared it: the same rule from the registry's declarations."""
+    if present(row.get("family")):
+        return str(row["family"])
     compressor = str(row["compressor"]) if present(row.get("compressor")) else "unknown"
     quantizer = str(row["quantizer"]) if present(row.get("quantizer")) else "none"
-    return quantizer if compressor == "identity" and quantizer != "none" else compressor
+    from compress_bench.compressors import COMPRESSORS, QUANTIZERS
+
+    c_cls, q_cls = COMPRESSORS.get(compressor), QUANTIZERS.get(quantizer)
+    if c_cls is not None and c_cls.passthrough and q_cls is not None and not q_cls.passthrough:
+        return quantizer
+    return compressor
 
 
 def line_styles(frame: pd.DataFrame) -> dict[str, tuple[str, Any, str | None]]:
@@ -82,5 +92,5 @@ def line_styles(frame: pd.DataFrame) -> dict[str, tuple[str, Any, str | None]]:
         per_compressor[compressor] = i + 1
         style = LINE_STYLES[i % len(LINE_STYLES)]
         marker = MARKERS[(i // len(LINE_STYLES)) % len(MARKERS)]
-        styles[label] = (colour_for(compressor), style, marker)
+        styles[label] = (colour_for(compressor, row.get("colour")), style, marker)
     return styles

@@ -42,6 +42,8 @@ FIXED_COLUMNS = {
     *MERGED_KEYS,
     "status",
     "stop_reason",
+    "family",
+    "colour",
     "rounds_done",
     "total_bits",
     "final_loss",
@@ -103,6 +105,8 @@ def _row(job: Job, override_keys: Sequence[str], extra_to_tol: Sequence[str]) ->
             row[key] = summary.get(key)
     tol = job.config.get("tol")
     row.update(status=job.status, stop_reason=summary.get("stop_reason"), **_figures(job))
+    # what the run declared about its operator: the reports' colours follow it
+    row.update(family=summary.get("family"), colour=summary.get("colour"))
     row["rounds_to_tol"] = first_reaching(job.metrics, tol, "round")
     row["bits_to_tol"] = first_reaching(job.metrics, tol, "bits")
     for column in extra_to_tol:

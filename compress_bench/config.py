@@ -117,6 +117,12 @@ class Rounding(Enum):
     log2 = "log2"
 
 
+# global: one operator over the whole vector (spec 0.3); layer: one operator per parameter
+# tensor, k_l = ceil(ratio numel_l) (spec 0.8). Built by the functional API because "global"
+# is a Python keyword and OmegaConf matches enum members by name.
+Granularity = Enum("Granularity", [("global", "global"), ("layer", "layer")])
+
+
 class Sampling(Enum):
     uniform = "uniform"
     bernoulli = "bernoulli"
@@ -135,6 +141,9 @@ class LogRegConfig:
     split_seed: int | None = bounded(None, ge=0, le=SEED_MAX)  # None: the run's seed
     init: Init = Init.zeros
     storage: Storage = Storage.auto  # auto: sparse (CSR) below 30% non-zeros, else dense
+    # block sizes splitting x into named tensors block0, block1, ... (granularity=layer
+    # compresses each on its own); None: one tensor
+    layout: list[int] | None = None
 
 
 @dataclass
@@ -308,6 +317,7 @@ class Config:
     quantizer: Any = MISSING
     method: Any = MISSING
     ratio: float = bounded(0.2, gt=0, le=1)
+    granularity: Granularity = Granularity["global"]
     n_workers: int = bounded(1, ge=1)
     rounds: int = bounded(2000, ge=0)
     lr: Any = "auto"  # a positive float, or "auto" (checked in validate)

@@ -59,9 +59,7 @@ class Streams:
     ``workers[j]`` and holds the same numbers whichever other workers are built beside it.
     """
 
-    def __init__(
-        self, seed: int, workers: int | Sequence[int], device: torch.device | str = "cpu"
-    ):
+    def __init__(self, seed: int, workers: int | Sequence[int], device: torch.device | str = "cpu"):
         self.seed = int(seed)
         ids = range(int(workers)) if isinstance(workers, numbers.Integral) else workers
         self.workers = tuple(int(i) for i in ids)

@@ -30,6 +30,7 @@ from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import k_from_ratio
 from compress_bench.compressors.bits import thesis_bits
 from compress_bench.compressors.chain import chain
+from compress_bench.compressors.layerwise import layerwise
 from compress_bench.config import validate
 from compress_bench.errors import ConfigError, Interrupted
 from compress_bench.methods import method_class
@@ -76,6 +77,20 @@ def resolve_lr(lr: Any, lr_mult: float, method_cls, operator, problem) -> float:
     return theory * lr_mult
 
 
+def build_operator(plain: DictConfig, problem) -> Any:
+    """The run's operator: chain(C, Q) over x (granularity=global), or one chain per tensor
+    of the problem's layout with k_l = ceil(ratio numel_l) (granularity=layer, spec 0.8)."""
+
+    def build(ratio: float):
+        return chain(
+            build_compressor(plain.compressor, ratio=ratio), build_quantizer(plain.quantizer)
+        )
+
+    if plain.get("granularity", "global") == "layer":
+        return layerwise(build, problem.layout, plain.ratio)
+    return build(plain.ratio)
+
+
 @dataclass
 class Run:
     """Everything a run is made of, built from the config before the first round."""
@@ -117,9 +132,7 @@ def build_run(cfg: DictConfig) -> Run:
     problem = build_problem(
         plain.problem, plain.n_workers, plain.seed, device, dtype, plain.data_dir
     )
-    compressor = build_compressor(plain.compressor, ratio=plain.ratio)
-    quantizer = build_quantizer(plain.quantizer)
-    operator = chain(compressor, quantizer)
+    operator = build_operator(plain, problem)
     if plain.bits_convention == "thesis" and not operator.thesis_bits_defined():
         raise ConfigError(
             "bits_convention=thesis counts powers of two: it needs a quantizer whose values "
@@ -136,7 +149,14 @@ def build_run(cfg: DictConfig) -> Run:
     )
     fstar = problem.reference().fstar
     streams = Streams(plain.seed, plain.n_workers, device)
-    return Run(plain, problem, method, lr, fstar, k_from_ratio(plain.ratio, problem.d), streams)
+    return Run(plain, problem, method, lr, fstar, nominal_k(plain, problem), streams)
+
+
+def nominal_k(plain: DictConfig, problem) -> int:
+    """k of the summary: floor(ratio d) (spec 0.3), or sum_l ceil(ratio numel_l) per tensor."""
+    if plain.get("granularity", "global") == "layer":
+        return sum(max(1, math.ceil(round(plain.ratio * m, 9))) for m in problem.layout.numels)
+    return k_from_ratio(plain.ratio, problem.d)
 
 
 def _finite(*values: float) -> bool:

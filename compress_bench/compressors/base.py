@@ -96,6 +96,8 @@ class Message:
     kept:        (n, d) bool, the coordinates on the wire (a sent value may be 0), or None
                  when every coordinate is sent (a dense message).
     scalar:      (n,) float side information (a norm, a scale), if the format has one.
+    parts:       the per-tensor messages a layerwise operator concatenated (each with its
+                 own format), or None.
     format:      the static :class:`~compress_bench.compressors.wire.WireFormat` both ends
                  agree on, set by the operator chain that produced the message (None for
                  a part's raw output).
@@ -114,6 +116,7 @@ class Message:
     kept: torch.Tensor | None = None
     scalar: torch.Tensor | None = None
     format: Any = None
+    parts: tuple[Message, ...] | None = None  # per-tensor messages of a layerwise operator
 
     @property
     def bits(self) -> torch.Tensor:

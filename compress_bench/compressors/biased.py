@@ -100,7 +100,6 @@ class BiasedRandK(Compressor):
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = False
 
-
     def wire_support(self) -> str:
         return "shared" if self.shared_seed else "indices"
 

@@ -211,7 +211,6 @@ class RandK(Compressor):
     unbiased: ClassVar[bool] = True  # the default scale="dk"; set per instance in __init__
     deterministic: ClassVar[bool] = False
 
-
     def wire_support(self) -> str:
         return "shared" if self.shared_seed else "indices"
 

@@ -3,19 +3,43 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from compress_bench.errors import ConfigError
+from compress_bench.layout import Layout
 from compress_bench.problems.base import Problem, Reference
 from compress_bench.problems.logreg import LogisticRegression, synthetic_logreg_data
 from compress_bench.problems.splits import split_indices
 from compress_bench.rng import STREAM_INIT, generator
 
-__all__ = ["Problem", "Reference", "LogisticRegression", "build_problem", "PROBLEMS"]
+__all__ = [
+    "PROBLEMS",
+    "LogisticRegression",
+    "Problem",
+    "Reference",
+    "build_problem",
+    "register_problem",
+]
 
-PROBLEMS = ("mushrooms", "synthetic_logreg")
+#: name -> builder(cfg, n_workers, seed, device, dtype, data_dir) of every selectable problem
+PROBLEMS: dict[str, Callable[..., Problem]] = {}
+
+
+def register_problem(name: str):
+    """Make ``problem=<name>`` selectable: the decorated function builds it from its config."""
+
+    def register(builder: Callable[..., Problem]) -> Callable[..., Problem]:
+        if name in PROBLEMS:
+            raise RuntimeError(f"problem {name!r} registered twice")
+        PROBLEMS[name] = builder
+        return builder
+
+    return register
+
+
 THESIS_INIT_SEED = 18  # fixed in the thesis code, independent of the run's seed
 
 
@@ -67,39 +91,56 @@ def build_problem(
     cfg, n_workers: int, seed: int, device: torch.device, dtype: torch.dtype, data_dir=None
 ) -> Problem:
     """The problem named by ``cfg.name``, split between ``n_workers``."""
-    from compress_bench.data import cache_dir, load_mushrooms, offline_requested, resolve_data_dir
-
     name = str(cfg.name)
-    reference_cache = cache_dir() / "reference"
-    if name == "mushrooms":
-        root = resolve_data_dir(data_dir)
-        # f* is cached in the user's cache folder (keyed by a hash of the problem), never in
-        # the data folder: that may be shared, read-only, or a checksummed download
-        features, labels = load_mushrooms(root, download=not offline_requested())
-    elif name == "synthetic_logreg":
-        if cfg.n_samples < 1 or cfg.dim < 1:
-            raise ConfigError("synthetic_logreg needs n_samples >= 1 and dim >= 1")
-        _check_memory(
-            8 * (SYNTHETIC_COPIES * cfg.n_samples * cfg.dim + (n_workers + 1) * cfg.dim**2),
-            f"synthetic_logreg with n_samples={cfg.n_samples}, dim={cfg.dim}",
-        )
-        features, labels = synthetic_logreg_data(
-            cfg.n_samples, cfg.dim, cfg.data_seed, cfg.label_noise
-        )
-    else:
-        raise ConfigError(f"unknown problem {name!r} (available: {', '.join(PROBLEMS)})")
+    if name not in PROBLEMS:
+        raise ConfigError(f"unknown problem {name!r} (available: {', '.join(sorted(PROBLEMS))})")
+    return PROBLEMS[name](cfg, n_workers, seed, device, dtype, data_dir)
+
+
+@register_problem("mushrooms")
+def _mushrooms(cfg, n_workers, seed, device, dtype, data_dir) -> Problem:
+    from compress_bench.data import load_mushrooms, offline_requested, resolve_data_dir
+
+    # f* is cached in the user's cache folder (keyed by a hash of the problem), never in
+    # the data folder: that may be shared, read-only, or a checksummed download
+    features, labels = load_mushrooms(resolve_data_dir(data_dir), download=not offline_requested())
+    return _logreg(cfg, features, labels, n_workers, seed, device, dtype)
+
+
+@register_problem("synthetic_logreg")
+def _synthetic(cfg, n_workers, seed, device, dtype, data_dir) -> Problem:
+    if cfg.n_samples < 1 or cfg.dim < 1:
+        raise ConfigError("synthetic_logreg needs n_samples >= 1 and dim >= 1")
+    _check_memory(
+        8 * (SYNTHETIC_COPIES * cfg.n_samples * cfg.dim + (n_workers + 1) * cfg.dim**2),
+        f"synthetic_logreg with n_samples={cfg.n_samples}, dim={cfg.dim}",
+    )
+    features, labels = synthetic_logreg_data(cfg.n_samples, cfg.dim, cfg.data_seed, cfg.label_noise)
+    return _logreg(cfg, features, labels, n_workers, seed, device, dtype)
+
+
+def _logreg(cfg, features, labels, n_workers, seed, device, dtype) -> LogisticRegression:
+    from compress_bench.data import cache_dir
+
     split_seed = seed if cfg.split_seed is None else cfg.split_seed
     shards = split_indices(labels, n_workers, str(cfg.split), split_seed)
     x0 = _initial_point(str(cfg.init), features.shape[1], seed)
-    return LogisticRegression(
+    problem = LogisticRegression(
         features,
         labels,
         shards,
         cfg.l2,
         x0,
-        name,
+        str(cfg.name),
         device,
         dtype,
-        reference_cache,
+        cache_dir() / "reference",
         storage=str(cfg.get("storage", "auto")),
     )
+    blocks = cfg.get("layout")
+    if blocks is not None:
+        try:
+            problem.layout = Layout.blocks(list(blocks), problem.d)
+        except ValueError as err:
+            raise ConfigError(f"problem.layout: {err}") from err
+    return problem

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from compress_bench.layout import Layout
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -33,6 +35,18 @@ class Problem(ABC):
     #: batched oracle calls so far (each is one local gradient evaluation per worker); the
     #: runner reports it so that the price of operators that query the objective is visible
     evaluations: int = 0
+    #: the named tensors of x (layerwise compression acts on each); None: one tensor
+    _layout: Layout | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout if self._layout is not None else Layout.flat(self.d)
+
+    @layout.setter
+    def layout(self, layout: Layout) -> None:
+        if layout.d != self.d:
+            raise ValueError(f"layout covers {layout.d} coordinates, the problem has {self.d}")
+        self._layout = layout
 
     @abstractmethod
     def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,6 @@ from compress_bench.report.logaxes import DIVERGED_MARKER, drawable, plot_curve,
 from compress_bench.report.sweep import colour_for, first_reaching, scan
 
 
-
 def display_name(summary: dict, name: str) -> str:
     """The compressor's display name the run declared (summary.json), else the registered
     class's label, else the name."""

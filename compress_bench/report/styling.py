@@ -12,7 +12,6 @@ import pandas as pd
 from compress_bench.report.values import present
 
 
-
 def _declared_colours() -> dict[str, str]:
     """The colour each registered operator declares (``colour`` on its class)."""
     from compress_bench.compressors import COMPRESSORS, QUANTIZERS

@@ -1,0 +1,189 @@
+"""``layerwise(build, layout, ratio)``: an operator applied to each parameter tensor on its own.
+
+Spec 0.8 (the thesis ResNet code): tensor l of ``numel_l`` entries is compressed by its own
+operator with ``k_l = ceil(ratio * numel_l)`` (a ceiling, unlike the global floor of spec
+0.3), worker state is kept per tensor, and bits are summed over tensors. The state is the
+tuple of the tensors' states; the message is the concatenation of the tensors' messages (which
+it keeps in ``Message.parts``, each with its own wire format: a tensor's indices are
+ceil(log2 numel_l) bits).
+
+Constants: compressing the blocks of x independently gives
+E||op(x) - x||^2 = sum_l E||op_l(x_l) - x_l||^2 <= (1 - 1/max_l delta_l) ||x||^2, so delta is
+the largest of the tensors' deltas, and likewise omega the largest omega.
+
+The importance-based operators (needs_objective) query the objective of their own tensor with
+the other tensors fixed at x (spec 12, variant ``thesis_resnet``): their problem is a
+:class:`BlockView` of the full one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from compress_bench.compressors.base import FLOAT_BITS, Message, RoundContext
+from compress_bench.compressors.chain import Chain, Tags
+from compress_bench.layout import Layout
+from compress_bench.rng import Streams
+
+
+def tensor_ratio(ratio: float, numel: int) -> float:
+    """The ratio that makes a compressor keep k_l = ceil(ratio * numel) of numel entries
+    (rounded to 9 decimals first, as spec 0.3's floor is, so 0.29 * 100 gives 29)."""
+    k = max(1, math.ceil(round(ratio * numel, 9)))
+    return min(k, numel) / numel
+
+
+class BlockView:
+    """The objective of one tensor, the others fixed at x: what an importance-based operator
+    of that tensor evaluates (``grad`` and ``loss_and_grad`` on (n, numel_l) points)."""
+
+    def __init__(self, problem: Any, columns: slice, x: torch.Tensor):
+        self.problem, self.columns, self.x = problem, columns, x
+        self.n_workers = problem.n_workers
+        self.d = columns.stop - columns.start
+
+    def _embed(self, X: torch.Tensor) -> torch.Tensor:
+        full = self.x.expand(X.shape[0], -1).clone()
+        full[:, self.columns] = X
+        return full
+
+    def grad(self, X: torch.Tensor) -> torch.Tensor:
+        return self.problem.grad(self._embed(X))[:, self.columns]
+
+    def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, grads = self.problem.loss_and_grad(self._embed(X))
+        return losses, grads[:, self.columns]
+
+
+class Layerwise:
+    """One operator per tensor of ``layout``, built by ``build(ratio_l)`` (see module doc)."""
+
+    def __init__(self, build: Callable[[float], Chain], layout: Layout, ratio: float):
+        self.layout = layout
+        self.ratio = float(ratio)
+        self.parts = tuple(build(tensor_ratio(ratio, m)) for m in layout.numels)
+        first = self.parts[0].tags
+        self.tags = Tags(
+            unbiased=all(p.tags.unbiased for p in self.parts),
+            deterministic=all(p.tags.deterministic for p in self.parts),
+            zero_to_zero=all(p.tags.zero_to_zero for p in self.parts),
+            sign_only=first.sign_only,
+            needs_objective=first.needs_objective,
+            collective=first.collective,
+        )
+        self._build = build
+
+    @property
+    def unbiased(self) -> bool:
+        return self.tags.unbiased
+
+    @property
+    def name(self) -> str:
+        return f"layerwise({self.parts[0].name})"
+
+    @property
+    def display_name(self) -> str:
+        return f"layerwise({self.parts[0].display_name})"
+
+    @property
+    def label(self) -> str:
+        return f"{self.parts[0].label} per tensor"
+
+    @property
+    def family(self) -> str:
+        return self.parts[0].family
+
+    @property
+    def colour(self) -> str | None:
+        return self.parts[0].colour
+
+    @property
+    def compressor_label(self) -> str:
+        return self.parts[0].compressor_label
+
+    def thesis_bits_defined(self) -> bool:
+        return self.parts[0].thesis_bits_defined()
+
+    def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
+        if d != self.layout.d:
+            raise ValueError(f"layout has d = {self.layout.d}, the operator was given d = {d}")
+        return tuple(
+            p.init_state(n_workers, m, device, dtype)
+            for p, m in zip(self.parts, self.layout.numels, strict=True)
+        )
+
+    def _context(self, ctx: RoundContext | None, columns: slice) -> RoundContext | None:
+        if ctx is None or not self.tags.needs_objective or ctx.x is None:
+            return ctx
+        view = BlockView(ctx.problem, columns, ctx.x)
+        return replace(ctx, x=ctx.x[columns], problem=view)
+
+    def compress(
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
+    ) -> tuple[Message, Any]:
+        messages, states = [], []
+        for part, columns, part_state in zip(self.parts, self.layout.slices(), state, strict=True):
+            message, new_state = part.compress(
+                G[:, columns], part_state, rng, self._context(ctx, columns)
+            )
+            messages.append(message)
+            states.append(new_state)
+        return merge(messages), tuple(states)
+
+    def _constant(self, name: str) -> float | None:
+        values = [getattr(p, name)(m) for p, m in zip(self.parts, self.layout.numels, strict=True)]
+        return None if any(v is None for v in values) else max(values)
+
+    def omega(self, d: int) -> float | None:
+        return self._constant("omega")
+
+    def contraction(self, d: int) -> float | None:
+        return self._constant("contraction")
+
+    def has_class_constant(self, d: int) -> bool:
+        return all(
+            p.has_class_constant(m) for p, m in zip(self.parts, self.layout.numels, strict=True)
+        )
+
+    def lr_factor(self, d: int) -> float:
+        return min(p.lr_factor(m) for p, m in zip(self.parts, self.layout.numels, strict=True))
+
+    def contractive(self, d: int) -> Layerwise:
+        """Each tensor's operator in its contractive form (Chain.contractive)."""
+        scaled = [p.contractive(m) for p, m in zip(self.parts, self.layout.numels, strict=True)]
+        if all(s is p for s, p in zip(scaled, self.parts, strict=True)):
+            return self
+        out = Layerwise.__new__(Layerwise)
+        out.__dict__.update(self.__dict__)
+        out.parts = tuple(scaled)
+        return out
+
+    def __repr__(self) -> str:
+        return f"layerwise({self.parts[0]!r}, tensors={len(self.layout)}, ratio={self.ratio})"
+
+
+def merge(messages: list[Message]) -> Message:
+    """The tensors' messages side by side: values and masks concatenated, counts and bits
+    summed per worker; ``parts`` keeps each (the wire sends them one after the other)."""
+    if len(messages) == 1:
+        return replace(messages[0], parts=(messages[0],))
+    values = torch.cat([m.values for m in messages], dim=1)
+    kept = None
+    if any(m.kept is not None for m in messages):
+        kept = torch.cat([m.sent() for m in messages], dim=1)
+    count = sum(m.value_count for m in messages)
+    bits = sum(m.bits for m in messages)
+    value_bits = messages[0].value_bits if messages[0].value_bits else FLOAT_BITS
+    return Message(
+        values, count, value_bits, bits - count * value_bits, kept, parts=tuple(messages)
+    )
+
+
+def layerwise(build: Callable[[float], Chain], layout: Layout, ratio: float) -> Layerwise:
+    """``build(ratio_l)`` applied per tensor of ``layout`` (see :class:`Layerwise`)."""
+    return Layerwise(build, layout, ratio)

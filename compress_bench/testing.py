@@ -1,0 +1,360 @@
+"""Conformance checks for operators and methods, as library code (scikit-learn's
+``check_estimator``, for the idea): the test suite runs them over every registered compressor
+and quantizer, every (compressor, quantizer) chain, ``error_feedback(op)``, ``layerwise(op)``
+on a three-tensor layout and every registered method, and a new operator or method written
+outside this package can run them too::
+
+    from compress_bench.testing import check_operator
+    check_operator(my_chain)            # raises AssertionError naming the failed check
+
+Which checks apply is decided by the operator's declared :class:`~compress_bench.compressors.
+chain.Tags`, never by its name:
+
+  shapes and dtypes      always: (n, d) values in the input's dtype, (n,) int64 bits
+  bits from the format   chains: Message.bits equals the bits counted from the wire format
+  zero to zero           tags.zero_to_zero: a zero input gives a zero message
+  seeded determinism     always: the same streams give the same output, bit for bit
+  deterministic tag      tags.deterministic: different streams give the same output
+  worker separability    unless tags.collective or tags.needs_objective: row i of the output
+                         depends only on row i of the input and worker i's streams
+                         (``Streams(seed, workers=[i])``), scikit-learn's subset invariance
+  state round trip       always: the state saved with ``torch.save`` and read back with
+                         ``torch.load(weights_only=True)`` continues the run bit for bit
+  state stability        always: the state keeps its structure, shapes and dtypes over rounds
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from compress_bench.compressors.base import RoundContext
+from compress_bench.layout import Layout
+from compress_bench.problems.quadratic import SeparableQuadratic
+from compress_bench.rng import Streams
+
+#: n, d and rounds the operator checks run with by default (d splits into the 3-tensor layout)
+N_WORKERS, DIM, ROUNDS = 4, 30, 3
+#: the three-tensor layout layerwise operators are checked on (7 + 15 + 8 = 30 = DIM)
+THREE_TENSORS = Layout(("weight", "bias", "scale"), ((7,), (3, 5), (2, 2, 2)))
+
+
+def quadratic(G: torch.Tensor) -> SeparableQuadratic:
+    """An objective for the operators that query one (the importance-based family)."""
+    d = G.shape[1]
+    curvature = torch.linspace(0.5, 2.0, d, dtype=G.dtype, device=G.device)
+    return SeparableQuadratic(curvature, torch.ones_like(G))
+
+
+def inputs(n: int = N_WORKERS, d: int = DIM, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
+    """(n, d) test inputs: Gaussian rows with a few exact ties and zeros."""
+    gen = torch.Generator().manual_seed(seed)
+    G = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    G[:, ::5] = torch.round(G[:, ::5])  # ties and zeros
+    return G.to(dtype)
+
+
+def run_operator(op, G: torch.Tensor, streams: Streams, rounds: int = ROUNDS, state=None):
+    """``rounds`` rounds of ``op`` on G; returns the messages and the states after each."""
+    n, d = G.shape
+    state = op.init_state(n, d, G.device, G.dtype) if state is None else state
+    problem = quadratic(G)
+    messages, states = [], []
+    for t in range(rounds):
+        ctx = RoundContext(round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
+        message, state = op.compress(G, state, streams, ctx)
+        messages.append(message)
+        states.append(state)
+    return messages, states
+
+
+# --- state helpers ----------------------------------------------------------------------------
+
+
+def state_signature(state: Any) -> Any:
+    """The structure of a state with every tensor replaced by (shape, dtype, device)."""
+    if isinstance(state, torch.Tensor):
+        return ("tensor", tuple(state.shape), state.dtype, state.device.type)
+    if isinstance(state, dict):
+        return {k: state_signature(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return (type(state).__name__, tuple(state_signature(v) for v in state))
+    return type(state).__name__
+
+
+def save_and_load(value: Any) -> Any:
+    """``value`` through torch.save and ``torch.load(weights_only=True)`` (a checkpoint)."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def assert_same(a: Any, b: Any, what: str) -> None:
+    """Equal structure and bit-identical tensors (NaNs compared as equal)."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor), f"{what}: tensor vs {type(b).__name__}"
+        assert a.shape == b.shape and a.dtype == b.dtype, f"{what}: {a.shape}/{a.dtype}"
+        assert (
+            torch.equal(a, b)
+            or (torch.isnan(a) == torch.isnan(b)).all()
+            and torch.equal(a.nan_to_num(), b.nan_to_num())
+        ), f"{what}: values differ"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{what}: keys differ"
+        for key in a:
+            assert_same(a[key], b[key], f"{what}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert isinstance(b, list | tuple) and len(a) == len(b), f"{what}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{what}[{i}]")
+    else:
+        assert a == b, f"{what}: {a!r} != {b!r}"
+
+
+# --- operator checks ---------------------------------------------------------------------------
+
+
+def check_shapes_and_dtypes(op, G: torch.Tensor) -> None:
+    (message,), _ = run_operator(op, G, Streams(0, G.shape[0]), rounds=1)
+    assert message.values.shape == G.shape, "values must have the input's shape"
+    assert message.values.dtype == G.dtype, "values must keep the input's dtype"
+    assert message.bits.shape == (G.shape[0],) and message.bits.dtype == torch.int64
+    assert bool((message.bits >= 0).all()), "bits must be non-negative"
+
+
+def check_bits_from_format(op, G: torch.Tensor) -> None:
+    """Message.bits equals what its format(s) count for the values on the wire."""
+    (message,), _ = run_operator(op, G, Streams(0, G.shape[0]), rounds=1)
+    parts = message.parts or (message,)
+    counted = sum(p.format.bits(p.value_count) for p in parts)
+    assert torch.equal(counted, message.bits), f"bits {message.bits} vs format {counted}"
+
+
+def check_zero_to_zero(op, G: torch.Tensor) -> None:
+    (message,), _ = run_operator(op, torch.zeros_like(G), Streams(0, G.shape[0]), rounds=1)
+    assert bool((message.values == 0).all()), "a zero input must give a zero message"
+
+
+def check_seeded_determinism(op, G: torch.Tensor) -> None:
+    n = G.shape[0]
+    first, _ = run_operator(op, G, Streams(7, n))
+    second, _ = run_operator(op, G, Streams(7, n))
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a.values, b.values) and torch.equal(a.bits, b.bits), "not repeatable"
+
+
+def check_deterministic_tag(op, G: torch.Tensor) -> None:
+    n = G.shape[0]
+    first, _ = run_operator(op, G, Streams(1, n))
+    second, _ = run_operator(op, G, Streams(2, n))
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a.values, b.values), "tagged deterministic but depends on the stream"
+
+
+def check_worker_separability(op, G: torch.Tensor) -> None:
+    """Row i of the batched output equals what worker i alone produces with its own streams."""
+    n = G.shape[0]
+    together, _ = run_operator(op, G, Streams(5, n))
+    for i in range(n):
+        alone, _ = run_operator(op, G[i : i + 1], Streams(5, [i]))
+        for t, (a, b) in enumerate(zip(together, alone, strict=True)):
+            assert torch.equal(a.values[i], b.values[0]), f"worker {i} round {t}: values"
+            assert int(a.bits[i]) == int(b.bits[0]), f"worker {i} round {t}: bits"
+
+
+def check_state_round_trip(op, G: torch.Tensor) -> None:
+    """Saving state and streams after round 1 and loading them (weights_only) continues the
+    run exactly as if nothing had happened."""
+    n = G.shape[0]
+    streams = Streams(3, n)
+    straight, _ = run_operator(op, G, streams, rounds=ROUNDS)
+    streams = Streams(3, n)
+    _, states = run_operator(op, G, streams, rounds=1)
+    saved = save_and_load({"state": states[0], "streams": streams.get_state()})
+    resumed_streams = Streams(3, n)
+    resumed_streams.set_state(saved["streams"])
+    problem = quadratic(G)
+    state = saved["state"]
+    for t in range(1, ROUNDS):
+        ctx = RoundContext(
+            round_index=t, x=torch.zeros(G.shape[1], dtype=G.dtype), lr=0.3, problem=problem
+        )
+        message, state = op.compress(G, state, resumed_streams, ctx)
+        assert torch.equal(message.values, straight[t].values), f"round {t} after a resume"
+
+
+def check_state_stability(op, G: torch.Tensor) -> None:
+    n, d = G.shape
+    initial = op.init_state(n, d, G.device, G.dtype)
+    _, states = run_operator(op, G, Streams(0, n), rounds=ROUNDS)
+    signatures = [state_signature(s) for s in states]
+    assert all(s == signatures[0] for s in signatures), "state changes structure over rounds"
+    if initial is not None and states[0] is not None:
+        # an initial None in a slot (nothing computed yet) may fill in after round 0
+        assert _compatible(state_signature(initial), signatures[0]), "init_state differs"
+
+
+def _compatible(initial: Any, later: Any) -> bool:
+    if initial == "NoneType":
+        return True
+    if isinstance(initial, dict):
+        return initial.keys() == later.keys() and all(
+            _compatible(initial[k], later[k]) for k in initial
+        )
+    if isinstance(initial, tuple) and initial and initial[0] in ("tuple", "list"):
+        return len(initial[1]) == len(later[1]) and all(
+            _compatible(a, b) for a, b in zip(initial[1], later[1], strict=True)
+        )
+    return initial == later
+
+
+def operator_checks(op) -> list[Callable]:
+    """The checks that apply to ``op``, chosen by its declared tags."""
+    tags = op.tags
+    checks = [
+        check_shapes_and_dtypes,
+        check_seeded_determinism,
+        check_state_round_trip,
+        check_state_stability,
+    ]
+    if hasattr(op, "wire_format") or hasattr(op, "parts"):
+        checks.append(check_bits_from_format)
+    if tags.zero_to_zero:
+        checks.append(check_zero_to_zero)
+    if tags.deterministic:
+        checks.append(check_deterministic_tag)
+    if not tags.collective and not tags.needs_objective:
+        checks.append(check_worker_separability)
+    return checks
+
+
+def check_operator(op, G: torch.Tensor | None = None) -> list[str]:
+    """Run every applicable check on ``op``; returns the names of the checks run."""
+    G = inputs() if G is None else G
+    names = []
+    for check in operator_checks(op):
+        check(op, G)
+        names.append(check.__name__)
+    return names
+
+
+# --- method checks -----------------------------------------------------------------------------
+
+
+def check_method_class(cls) -> None:
+    """The class is concrete: every abstract method implemented."""
+    assert not inspect.isabstract(cls), f"{cls.__name__} leaves {cls.__abstractmethods__} abstract"
+    assert getattr(cls, "name", None), f"{cls.__name__} has no name"
+    assert cls.__doc__ or inspect.getmodule(cls).__doc__, f"{cls.__name__} has no docstring"
+
+
+def run_method(method, streams: Streams, rounds: int = ROUNDS, x=None, state=None):
+    """``rounds`` rounds of a method from x^0; returns the proposals."""
+    x = method.problem.initial_point() if x is None else x
+    state = method.init_state(x) if state is None else state
+    proposals = []
+    for k in range(rounds):
+        proposal = method.step(x, method.evaluate(x), state, streams, k)
+        x, state = proposal.x, proposal.state
+        proposals.append(proposal)
+    return proposals
+
+
+def check_method_state_round_trip(method, seed: int = 0) -> None:
+    n = method.problem.n_workers
+    straight = run_method(method, Streams(seed, n), rounds=ROUNDS)
+    streams = Streams(seed, n)
+    first = run_method(method, streams, rounds=1)[0]
+    saved = save_and_load({"x": first.x, "state": first.state, "streams": streams.get_state()})
+    resumed = Streams(seed, n)
+    resumed.set_state(saved["streams"])
+    rest = run_method(method, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"])
+    for k, (a, b) in enumerate(zip(straight[1:], rest, strict=True), start=1):
+        assert torch.equal(a.x, b.x), f"x after round {k} differs after a resume"
+
+
+def check_method_state_stability(method, seed: int = 0) -> None:
+    proposals = run_method(method, Streams(seed, method.problem.n_workers), rounds=ROUNDS)
+    signatures = [state_signature(p.state) for p in proposals]
+    assert all(s == signatures[0] for s in signatures), "method state changes over rounds"
+
+
+def check_method_worker_separability(method, seed: int = 0) -> None:
+    """Row i of the worker phase depends only on worker i's gradient, state and streams."""
+    n = method.problem.n_workers
+    x = method.problem.initial_point()
+    ev = method.evaluate(x)
+    state = method.init_state(x)
+    together = method.worker(x, ev, state, Streams(seed, n), 0)
+    for i in range(n):
+        rows = _rows(state, i, n)
+        single_ev = type(ev)(ev.losses[i : i + 1], ev.grads[i : i + 1])
+        alone = method.worker(x, single_ev, rows, Streams(seed, [i]), 0)
+        assert torch.equal(together.message.values[i], alone.message.values[0]), f"worker {i}"
+
+
+def _rows(state: Any, i: int, n: int) -> Any:
+    """Worker i's part of a state: rows of per-worker (leading dimension n) tensors."""
+    if isinstance(state, torch.Tensor):
+        return state[i : i + 1] if state.dim() >= 1 and state.shape[0] == n else state
+    if isinstance(state, dict):
+        return {k: _rows(v, i, n) for k, v in state.items()}
+    if isinstance(state, tuple | list):
+        return type(state)(_rows(v, i, n) for v in state)
+    return state
+
+
+def check_method(method) -> list[str]:
+    """Every method check on a built method (its operator separable or not)."""
+    check_method_class(type(method))
+    names = ["check_method_class"]
+    for check in (check_method_state_round_trip, check_method_state_stability):
+        check(method)
+        names.append(check.__name__)
+    tags = method.operator.tags
+    if not tags.collective and not tags.needs_objective:
+        check_method_worker_separability(method)
+        names.append("check_method_worker_separability")
+    return names
+
+
+# --- what the suite runs the checks over ---------------------------------------------------------
+
+
+def operator_cases(ratio: float = 0.3) -> list[tuple[str, Callable[[], Any]]]:
+    """(id, builder) of every operator the suite checks, from the registries: every
+    compressor chained with no quantizer and with power-of-two rounding, every quantizer
+    after TopK and after the identity, each of those under ``error_feedback``, and each
+    compressor ``layerwise`` on :data:`THREE_TENSORS`."""
+    from compress_bench.compressors import (
+        COMPRESSORS,
+        QUANTIZERS,
+        build_compressor,
+        build_quantizer,
+    )
+    from compress_bench.compressors.chain import chain, error_feedback
+    from compress_bench.compressors.layerwise import layerwise
+
+    def make(c: str, q: str, r: float = ratio):
+        return chain(build_compressor({"name": c}, ratio=r), build_quantizer({"name": q}))
+
+    pairs = [(c, q) for c in sorted(COMPRESSORS) for q in ("none", "power_of_two")]
+    pairs += [(c, q) for q in sorted(QUANTIZERS) for c in ("identity", "top_k")]
+    pairs = list(dict.fromkeys(pairs))
+    cases: list[tuple[str, Callable[[], Any]]] = []
+    for c, q in pairs:
+        cases.append((f"chain({c},{q})", lambda c=c, q=q: make(c, q)))
+        cases.append((f"ef({c},{q})", lambda c=c, q=q: error_feedback(make(c, q))))
+    for c in sorted(COMPRESSORS):
+        cases.append(
+            (
+                f"layerwise({c})",
+                lambda c=c: layerwise(lambda r: make(c, "none", r), THREE_TENSORS, ratio),
+            )
+        )
+    return cases

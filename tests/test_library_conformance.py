@@ -1,0 +1,166 @@
+"""The library's conformance checks (compress_bench/testing.py) over every registered
+operator, chain, error-feedback wrapper, layerwise operator and method. Registering an
+operator or a method adds its cases here with no new test code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compress_bench import testing
+from compress_bench.compressors import build_compressor, build_quantizer
+from compress_bench.compressors.chain import chain
+from compress_bench.compressors.layerwise import layerwise, tensor_ratio
+from compress_bench.layout import Layout
+from compress_bench.methods import METHODS
+from compress_bench.methods.base import Method
+from compress_bench.problems import LogisticRegression
+from compress_bench.problems.logreg import synthetic_logreg_data
+from compress_bench.problems.splits import split_indices
+
+CASES = testing.operator_cases()
+
+
+@pytest.mark.parametrize(("case", "build"), CASES, ids=[c for c, _ in CASES])
+def test_operator_conformance(case, build):
+    op = build()
+    ran = testing.check_operator(op)
+    # the tags decided what ran: separability for every operator that declares it possible
+    separable = not op.tags.needs_objective and not op.tags.collective
+    assert ("check_worker_separability" in ran) == separable
+
+
+def test_cases_cover_the_registries():
+    from compress_bench.compressors import COMPRESSORS, QUANTIZERS
+
+    ids = " ".join(c for c, _ in CASES)
+    for name in COMPRESSORS:
+        assert f"chain({name},none)" in ids and f"layerwise({name})" in ids
+    for name in QUANTIZERS:
+        assert f"chain(top_k,{name})" in ids and f"ef(top_k,{name})" in ids
+
+
+def test_separability_check_catches_a_cross_worker_operator():
+    """A check that cannot fail is a defect: an operator that mixes rows must fail it."""
+
+    class Mixing:
+        tags = chain(build_compressor({"name": "identity"}, ratio=1.0)).tags
+
+        def init_state(self, n, d, device, dtype):
+            return None
+
+        def compress(self, G, state, rng, ctx):
+            message, _ = chain(build_compressor({"name": "identity"}, ratio=1.0)).compress(
+                G, (None,), rng, ctx
+            )
+            from dataclasses import replace
+
+            return replace(message, values=G - G.mean(0)), state
+
+    with pytest.raises(AssertionError, match="worker 0"):
+        testing.check_worker_separability(Mixing(), testing.inputs())
+
+
+def test_state_round_trip_check_catches_a_lost_stream_position():
+    op = chain(build_compressor({"name": "rand_k"}, ratio=0.3))
+
+    class Forgetful:
+        tags = op.tags
+        init_state = op.init_state
+
+        def compress(self, G, state, rng, ctx):  # ignores the stream it is given
+            from compress_bench.rng import Streams
+
+            return op.compress(G, state, Streams(99 + ctx.round_index, G.shape[0]), ctx)
+
+    testing.check_state_round_trip(Forgetful(), testing.inputs())  # no hidden stream: passes
+
+    class Hidden:
+        tags = op.tags
+        init_state = op.init_state
+
+        def __init__(self):
+            from compress_bench.rng import Streams
+
+            self.own = Streams(5, testing.N_WORKERS)  # a stream the checkpoint never sees
+
+        def compress(self, G, state, rng, ctx):
+            return op.compress(G, state, self.own, ctx)
+
+    with pytest.raises(AssertionError, match="after a resume"):
+        testing.check_state_round_trip(Hidden(), testing.inputs())
+
+
+def test_layerwise_k_per_tensor_and_bits():
+    """k_l = ceil(ratio numel_l) (spec 0.8), bits summed over tensors with each tensor's own
+    index width; the state is one entry per tensor."""
+    layout = Layout.blocks([64, 32, 16], 112)
+    op = layerwise(lambda r: chain(build_compressor({"name": "top_k"}, ratio=r)), layout, 0.2)
+    G = testing.inputs(3, 112)
+    message, state = op.compress(G, op.init_state(3, 112, G.device, G.dtype), None, None)
+    assert len(state) == 3
+    assert message.value_count.tolist() == [13 + 7 + 4] * 3  # ceil(12.8), ceil(6.4), ceil(3.2)
+    assert message.bits.tolist() == [13 * 38 + 7 * 37 + 4 * 36] * 3  # 32 + 6, 5, 4 index bits
+    for columns, numel in zip(layout.slices(), layout.numels, strict=True):
+        k = int(np.ceil(0.2 * numel))
+        top = G[:, columns].abs().topk(k, dim=1).indices
+        kept = message.sent()[:, columns]
+        assert torch.equal(kept.sum(1), torch.full((3,), k))
+        assert bool(kept.gather(1, top).all())
+    assert tensor_ratio(0.29, 100) == 0.29  # the ceiling of 28.999999999999996 is 29
+
+
+def test_layerwise_of_one_tensor_is_the_global_operator_up_to_the_ceiling():
+    """With one tensor and ratio * d an integer, layerwise equals the global operator."""
+    G = testing.inputs(3, 30)
+
+    def build(r):
+        return chain(
+            build_compressor({"name": "top_k"}, ratio=r), build_quantizer({"name": "natural"})
+        )  # noqa: E731
+
+    from compress_bench.rng import Streams
+
+    a, _ = layerwise(build, Layout.flat(30), 0.2).compress(G, ((None,),), Streams(0, 3), None)
+    b, _ = build(0.2).compress(G, (None,), Streams(0, 3), None)
+    assert torch.equal(a.values, b.values) and torch.equal(a.bits, b.bits)
+
+
+# --- methods --------------------------------------------------------------------------------
+
+
+def _logreg(n: int) -> LogisticRegression:
+    features, labels = synthetic_logreg_data(90, 6, seed=2, label_noise=0.5)
+    shards = split_indices(labels, n, "iid", 0)
+    return LogisticRegression(features, labels, shards, 0.1, np.zeros(6), "t")
+
+
+METHOD_OPERATORS = [("top_k", "natural"), ("rand_k", "none"), ("identity", "sign")]
+
+
+@pytest.mark.parametrize("ops", METHOD_OPERATORS, ids=["+".join(o) for o in METHOD_OPERATORS])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_conformance(name, ops):
+    c, q = ops
+    op = chain(build_compressor({"name": c}, ratio=0.34), build_quantizer({"name": q}))
+    options = {"alpha": 0.5} if name == "diana" and not op.unbiased else {}
+    method = METHODS[name](_logreg(4), op, 0.2, **options)
+    ran = testing.check_method(method)
+    assert "check_method_worker_separability" in ran
+
+
+def test_every_method_class_is_concrete_and_the_check_catches_one_that_is_not():
+    for cls in METHODS.values():
+        testing.check_method_class(cls)
+
+    class Half(Method):
+        """A method without a server phase."""
+
+        name = "half"
+
+        def worker(self, x, ev, state, streams, round_index):
+            raise NotImplementedError
+
+    with pytest.raises(AssertionError, match="abstract"):
+        testing.check_method_class(Half)

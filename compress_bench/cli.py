@@ -67,10 +67,16 @@ def _hydra_main(cfg: DictConfig) -> None:
     from compress_bench.runner import build_run, execute
 
     hydra_cfg = HydraConfig.get()
-    out_dir = Path(hydra_cfg.runtime.output_dir)
+    # resume=<run dir> continues that run in its own folder (Hydra's new folder keeps only
+    # the resume command's .hydra record)
+    resume = cfg.get("resume")
+    out_dir = (
+        Path(str(resume)).expanduser().absolute() if resume else Path(hydra_cfg.runtime.output_dir)
+    )
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        refuse_used_run_folder(out_dir)  # a folder given by interpolation reaches here
+        if not resume:
+            refuse_used_run_folder(out_dir)  # a folder given by interpolation reaches here
         summary = execute(build_run(cfg), out_dir)
     except UserError as err:
         _record_failure(out_dir, err)

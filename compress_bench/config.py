@@ -162,6 +162,56 @@ class SyntheticLogRegConfig(LogRegConfig):
     label_noise: float = bounded(0.5, ge=0)  # std of the Gaussian noise on the scores
 
 
+class ShardSplit(Enum):
+    iid = "iid"
+    label_sorted = "label_sorted"
+
+
+@dataclass
+class MnistConfig:
+    """A small CNN on MNIST (problems/neural.py): per-worker minibatches each round."""
+
+    name: str = "mnist"
+    model: str = "mnist_cnn"
+    split: ShardSplit = ShardSplit.iid
+    batch_size: int = bounded(64, ge=1)  # per worker and round
+    test_limit: int | None = bounded(None, ge=1)  # evaluate on the first images only
+
+
+@dataclass
+class Cifar10Config:
+    """The CIFAR-style ResNet18 on CIFAR-10, binary version (problems/neural.py)."""
+
+    name: str = "cifar10_resnet18"
+    split: ShardSplit = ShardSplit.iid
+    batch_size: int = bounded(128, ge=1)  # per worker and round
+    train_batches: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    test_file: str | None = None  # None: the official test_batch.bin
+    augment: bool = True  # random crop (4-pixel padding) and horizontal flip
+    test_limit: int | None = bounded(None, ge=1)
+
+
+# --- server optimizers -----------------------------------------------------------------------
+
+
+class Schedule(Enum):
+    constant = "constant"
+    cosine = "cosine"
+    step = "step"
+
+
+@dataclass
+class OptimizerConfig:
+    """How the server applies the method's direction (compress_bench/optim.py)."""
+
+    name: str = "gd"
+    momentum: float = bounded(0.0, ge=0, le=0.999)
+    weight_decay: float = bounded(0.0, ge=0)
+    schedule: Schedule = Schedule.constant
+    step_every: int = bounded(1, ge=1)  # schedule=step: multiply lr by gamma this often
+    gamma: float = bounded(0.1, gt=0, le=1)
+
+
 # --- compressors and quantizers ------------------------------------------------------------
 
 
@@ -316,6 +366,7 @@ class Config:
     importance: Any = MISSING
     quantizer: Any = MISSING
     method: Any = MISSING
+    optimizer: Any = None
     ratio: float = bounded(0.2, gt=0, le=1)
     granularity: Granularity = Granularity["global"]
     n_workers: int = bounded(1, ge=1)
@@ -333,10 +384,20 @@ class Config:
     # torch's intra-op threads; None: 1 in a sweep or when the machine is busy, else all cores
     threads: int | None = bounded(None, ge=1)
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
+    # neural problems: test metrics every this many rounds (None: log_every)
+    eval_every: int | None = bounded(None, ge=1)
+    checkpoint_every: int | None = bounded(None, ge=1)  # rounds between checkpoints
+    resume: str | None = None  # a run folder whose checkpoint.pt to continue
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "problem": {"mushrooms": MushroomsConfig, "synthetic_logreg": SyntheticLogRegConfig},
+    "problem": {
+        "mushrooms": MushroomsConfig,
+        "synthetic_logreg": SyntheticLogRegConfig,
+        "mnist": MnistConfig,
+        "cifar10_resnet18": Cifar10Config,
+    },
+    "optimizer": {"gd": OptimizerConfig, "sgd": OptimizerConfig},
     "compressor": {
         "identity": IdentityConfig,
         "rand_k": RandKConfig,

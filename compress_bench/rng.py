@@ -9,6 +9,9 @@ unrelated streams):
   server in round ``t`` (shared-seed RandK): ``(seed, STREAM_SHARED_ROUND, i, t)``
 * the stream shared by all workers:         ``(seed, STREAM_ALL_WORKERS)``
 * the initial point ``init=random``:        ``(seed, STREAM_INIT)``
+* the neural problems' data order, augmentation and split: ``(seed, STREAM_DATA_ORDER)``,
+  ``(seed, STREAM_AUGMENT)``, ``(seed, STREAM_SPLIT)``; the model's initial weights
+  ``(seed, STREAM_MODEL_INIT)``
 * worker ``i``'s stream of raw random bits:  ``(seed, STREAM_WORKER_BITS, i)``, a NumPy PCG64;
   on the CPU, :meth:`WorkerRNG.uniform` and :meth:`WorkerRNG.random_bits` draw from it (on other
   devices they draw from the private torch stream)
@@ -36,6 +39,10 @@ STREAM_SHARED_ROUND = 1
 STREAM_ALL_WORKERS = 2
 STREAM_INIT = 3
 STREAM_WORKER_BITS = 4
+STREAM_DATA_ORDER = 5
+STREAM_AUGMENT = 6
+STREAM_SPLIT = 7
+STREAM_MODEL_INIT = 8
 
 
 def seed_from(*words: int) -> int:

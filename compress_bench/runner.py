@@ -34,6 +34,7 @@ from compress_bench.compressors.layerwise import layerwise
 from compress_bench.config import validate
 from compress_bench.errors import ConfigError, Interrupted
 from compress_bench.methods import method_class
+from compress_bench.optim import build_optimizer
 from compress_bench.problems import build_problem
 from compress_bench.report import (
     METRIC_COLUMNS,
@@ -43,6 +44,13 @@ from compress_bench.report import (
     write_json_atomic,
 )
 from compress_bench.rng import Streams
+from compress_bench.state import (
+    RunState,
+    config_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+    to_device,
+)
 
 log = logging.getLogger("compress_bench")
 
@@ -139,17 +147,35 @@ def build_run(cfg: DictConfig) -> Run:
             "are powers of two (quantizer=power_of_two or natural)"
         )
     method_cls = method_class(plain.method.name)
+    if problem.constants() is None:
+        _refuse_what_needs_constants(plain)
     lr = resolve_lr(plain.lr, plain.lr_mult, method_cls, operator, problem)
     method_options = {key: value for key, value in plain.method.items() if key != "name"}
     method = method_cls(
         problem=problem,
         operator=operator,
         lr=lr,
+        optimizer=build_optimizer(plain.get("optimizer"), lr, plain.rounds),
         **method_options,
     )
-    fstar = problem.reference().fstar
+    fstar = problem.reference().fstar if problem.constants() is not None else math.nan
     streams = Streams(plain.seed, plain.n_workers, device)
     return Run(plain, problem, method, lr, fstar, nominal_k(plain, problem), streams)
+
+
+def _refuse_what_needs_constants(plain: DictConfig) -> None:
+    """One line for what a problem without L and f* (a network) cannot do."""
+    name = plain.problem.name
+    if plain.lr == "auto":
+        raise ConfigError(
+            f"lr=auto needs the smoothness constant L, which problem={name} does not have; "
+            "set lr (e.g. lr=0.05)"
+        )
+    if plain.tol is not None:
+        raise ConfigError(
+            f"tol stops on the relative gradient norm, which problem={name} does not compute "
+            "(a stochastic problem has no full gradient); use rounds"
+        )
 
 
 def nominal_k(plain: DictConfig, problem) -> int:
@@ -187,11 +213,10 @@ class _Progress:
             self.bar.close()
 
 
-def execute(run: Run, out_dir: Path) -> dict[str, Any]:
-    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir."""
+def _summary_head(run: Run) -> dict[str, Any]:
     cfg, problem, method = run.cfg, run.problem, run.method
-    n = problem.n_workers
-    summary: dict[str, Any] = {
+    constants = problem.constants()
+    return {
         "status": "running",
         "pid": os.getpid(),  # so a report can tell a killed run from a running one
         "host": socket.gethostname(),
@@ -204,42 +229,129 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         "family": method.operator.family,
         "colour": method.operator.colour,
         "compressor_label": method.operator.compressor_label,
-        "n_workers": n,
+        "n_workers": problem.n_workers,
         "d": problem.d,
         "k": run.k,
         "ratio": cfg.ratio,
+        "granularity": cfg.get("granularity", "global"),
         "seed": cfg.seed,
         "lr": run.lr,
-        "L": problem.smoothness,
-        "L_max": float(problem.worker_smoothness.max()),
+        "L": constants.L if constants else None,
+        "L_max": constants.L_max if constants else None,
         "fstar": run.fstar,
         "config": OmegaConf.to_container(cfg),
     }
+
+
+class _Checkpoints:
+    """Writes the RunState every ``checkpoint_every`` rounds and when a signal stops the run;
+    restores it for ``resume``."""
+
+    def __init__(self, run: Run, out_dir: Path):
+        self.run, self.out_dir = run, out_dir
+        self.every = run.cfg.get("checkpoint_every")
+        self.fingerprint = config_fingerprint(
+            OmegaConf.to_container(run.cfg, resolve=True)  # type: ignore[arg-type]
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.every is not None
+
+    def due(self, k: int, start: int) -> bool:
+        return self.enabled and k > start and k % self.every == 0
+
+    def save(self, state: RunState) -> None:
+        save_checkpoint(self.out_dir, state, self.fingerprint)
+
+    def load(self) -> RunState | None:
+        if not self.run.cfg.get("resume"):
+            return None
+        state = load_checkpoint(self.out_dir, self.fingerprint)
+        return RunState(**{**vars(state), "x": state.x.to(self.run.problem.device)})
+
+
+def execute(run: Run, out_dir: Path) -> dict[str, Any]:
+    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir."""
+    if getattr(run.problem, "stochastic", False):
+        from compress_bench.training import execute_training
+
+        return execute_training(run, out_dir)
+    cfg, problem, method = run.cfg, run.problem, run.method
+    n = problem.n_workers
+    summary = _summary_head(run)
     summary_path = out_dir / "summary.json"
+    checkpoints = _Checkpoints(run, out_dir)
+    resumed = checkpoints.load()
     write_json_atomic(summary_path, summary)
 
-    x = problem.initial_point()
-    state = method.init_state(x)
     bits = _BitLedger(n, thesis=cfg.bits_convention == "thesis")
-    grad0 = None
-    status, reason, row = "completed", "rounds", {}
     columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ())
     problem.evaluations = 0  # count only the run's own oracle calls, not the f* solve
-    start = time.perf_counter()
+    last_round: dict[str, Any] = {"bits_per_coordinate": math.nan}
+    pending_error = _no_error  # the compression error of the last round, computed on demand
+    if resumed is None:
+        x, start_round, grad0, kept_rows, elapsed = problem.initial_point(), 0, None, None, 0.0
+        state = method.init_state(x)
+    else:
+        x, state, start_round = (
+            resumed.x,
+            to_device(resumed.method, x_device(problem)),
+            resumed.round,
+        )
+        run.streams.set_state(resumed.streams)
+        bits.total, bits.thesis_total = resumed.ledger["total"], resumed.ledger["thesis_total"]
+        problem.evaluations = resumed.ledger["grad_evals"]
+        grad0, kept_rows = resumed.metrics["grad0"], resumed.metrics["rows"]
+        last_round = dict(resumed.metrics["last_round"])
+        stored_error = resumed.metrics["compression_error"]
+        pending_error, elapsed = (lambda: stored_error), resumed.metrics["wall_time"]
+    status, reason, row = "completed", "rounds", {}
+    start = time.perf_counter() - elapsed
     progress = _Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
-    last_round, last_proposal = {"bits_per_coordinate": math.nan}, None
+
+    def run_state(k: int, writer: MetricsWriter) -> RunState:
+        return RunState(
+            round=k,
+            x=x,
+            method=state,
+            optimizer={},  # the optimizer's state is part of the method's (state["optimizer"])
+            streams=run.streams.get_state(),
+            ledger={
+                "total": bits.total,
+                "thesis_total": bits.thesis_total,
+                "grad_evals": problem.evaluations,
+            },
+            metrics={
+                "rows": writer.rows,
+                "grad0": grad0,
+                "last_round": last_round,
+                "compression_error": pending_error(),
+                "wall_time": time.perf_counter() - start,
+            },
+        )
+
     try:
-        with signals.deferred(), MetricsWriter(out_dir / "metrics.csv", columns) as writer:
+        with (
+            signals.deferred(),
+            MetricsWriter(out_dir / "metrics.csv", columns, keep_rows=kept_rows) as writer,
+        ):
 
             def write_row(row: dict[str, Any]) -> None:
-                if last_proposal is not None:  # a diagnostic computed for logged rows only
-                    row["compression_error"] = last_proposal.compression_error()
+                row["compression_error"] = pending_error()  # for logged rows only
                 writer.write(row)
 
-            for k in range(rounds + 1):
-                signals.check()  # a SIGTERM/SIGINT held during the last round stops here
+            for k in range(start_round, rounds + 1):
+                try:
+                    signals.check()  # a SIGTERM/SIGINT held during the last round stops here
+                except Interrupted:
+                    if checkpoints.enabled:
+                        checkpoints.save(run_state(k, writer))
+                    raise
+                if checkpoints.due(k, start_round):
+                    checkpoints.save(run_state(k, writer))
                 grad_evals = problem.evaluations
                 ev = method.evaluate(x)
                 loss, grad_norm = float(ev.loss), float(ev.grad.norm())
@@ -281,7 +393,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 x, state = proposal.x, proposal.state
                 bits.add(spent)
                 last_round = {"bits_per_coordinate": spent[0] / (n * problem.d)}
-                last_proposal = proposal
+                pending_error = proposal.compression_error
                 progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         progress.close()
@@ -299,6 +411,14 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         )
     plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=_title(summary))
     return summary
+
+
+def _no_error() -> float:
+    return math.nan
+
+
+def x_device(problem) -> torch.device:
+    return torch.device(problem.device)
 
 
 class _BitLedger:

@@ -168,4 +168,3 @@ def download_errors() -> tuple[type[BaseException], ...]:
     import requests
 
     return (requests.RequestException, OSError, ValueError)
-

@@ -124,9 +124,7 @@ def load_mnist(data_dir: str | os.PathLike[str], download: bool | None = None) -
         _download(spec, folder, missing)
     arrays = [_load(spec, f, folder / f.name) for f in spec.files]
     train_images, train_labels, test_images, test_labels = (torch.from_numpy(a) for a in arrays)
-    return TrainTest(
-        train_images.unsqueeze(1), train_labels, test_images.unsqueeze(1), test_labels
-    )
+    return TrainTest(train_images.unsqueeze(1), train_labels, test_images.unsqueeze(1), test_labels)
 
 
 # --- reading and verifying ------------------------------------------------------------------

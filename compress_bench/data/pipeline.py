@@ -95,7 +95,9 @@ class ImageData:
         return self.images.device
 
     def to(self, device: torch.device | str) -> ImageData:
-        return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device))
+        return dataclasses.replace(
+            self, images=self.images.to(device), labels=self.labels.to(device)
+        )
 
     def batch(
         self,
@@ -123,9 +125,7 @@ class ImageData:
         return normalise(self.images, self.mean, self.std)
 
 
-def normalise(
-    images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
+def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 ``(B, C, H, W)`` -> float32 ``(pixel / 255 - mean[c]) / std[c]``."""
     shape = (1, len(mean), 1, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).reshape(shape)
@@ -162,10 +162,13 @@ def random_crop_flip(
         cols = torch.where(mirror[:, None], (w - 1) - cols, cols)
     rows = dy[:, None] + torch.arange(h, device=device)  # (B, H)
     cols = dx[:, None] + cols  # (B, W)
-    # Two gathers: the rows of every image, then the columns of those rows.
+    # One gather from the flattened planes: pixel (y, x) of image b sits at
+    # rows[b, y] * padded_width + cols[b, x] (faster than 4-tensor advanced indexing).
     c = images.shape[1]
-    picked = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * padding))
-    return picked.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+    width = w + 2 * padding
+    flat = (rows[:, :, None] * width + cols[:, None, :]).reshape(b, 1, h * w)
+    picked = padded.reshape(b, c, -1).gather(2, flat.expand(b, c, h * w))
+    return picked.reshape(b, c, h, w)
 
 
 # --- sharding -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from compress_bench.comm import SimulatedCommunicator
 from compress_bench.compressors.base import Message, RoundContext
 from compress_bench.compressors.chain import Chain
 from compress_bench.errors import ConfigError
+from compress_bench.optim import ServerOptimizer
 from compress_bench.problems.base import Problem
 from compress_bench.rng import Streams
 
@@ -105,15 +106,21 @@ class Method(ABC):
         operator: Chain,
         lr: float,
         communicator: SimulatedCommunicator | None = None,
+        optimizer: ServerOptimizer | None = None,
     ):
         self.problem = problem
         self.operator = operator
         self.lr = lr
         self.communicator = communicator or SimulatedCommunicator()
+        # x^{k+1} = x^k - lr g^k unless the run configures another server optimizer
+        self.optimizer = optimizer or ServerOptimizer(lr=lr)
 
     def init_state(self, x0: torch.Tensor) -> dict[str, Any]:
         n, d = self.problem.n_workers, self.problem.d
-        return {"operator": self.operator.init_state(n, d, x0.device, x0.dtype)}
+        return {
+            "operator": self.operator.init_state(n, d, x0.device, x0.dtype),
+            "optimizer": self.optimizer.init_state(x0),
+        }
 
     def evaluate(self, x: torch.Tensor) -> Evaluation:
         """All workers' losses and gradients at x, in one batched call."""
@@ -149,9 +156,10 @@ class Method(ABC):
 
     @abstractmethod
     def server(
-        self, x: torch.Tensor, aggregate: torch.Tensor, state: dict[str, Any]
+        self, aggregate: torch.Tensor, state: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """x^{k+1} and the server's new state, from the aggregate of the messages."""
+        """The direction g^k and the server's new state, from the aggregate of the messages;
+        the server optimizer (compress_bench/optim.py) turns g^k into x^{k+1}."""
 
     def step(
         self, x: torch.Tensor, ev: Evaluation, state: Any, streams: Streams, round_index: int
@@ -159,7 +167,9 @@ class Method(ABC):
         """Round ``round_index`` from x, given the workers' evaluation at x and their random
         streams (passed in, never held: a checkpoint or a rank owns them)."""
         out = self.worker(x, ev, state, streams, round_index)
-        x_next, new_state = self.server(x, self.aggregate(out.message), out.state)
+        direction, new_state = self.server(self.aggregate(out.message), out.state)
+        x_next, opt_state = self.optimizer.step(x, direction, new_state["optimizer"], round_index)
+        new_state = {**new_state, "optimizer": opt_state}
         return Proposal(x_next, new_state, out.message.bits, out.message, out.inputs)
 
     @classmethod

@@ -50,8 +50,8 @@ class DCGD(Method):
             return self.communicator.majority_vote(message)
         return self.communicator.average(message)
 
-    def server(self, x, aggregate, state):
-        return x - self.lr * aggregate, state
+    def server(self, aggregate, state):
+        return aggregate, state
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float:

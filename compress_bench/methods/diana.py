@@ -61,13 +61,13 @@ class DIANA(Method):
         h_workers = state["h_workers"] + self.alpha * message.values
         return WorkerOutput(message, {**state, "h_workers": h_workers}, inputs)
 
-    def server(self, x, aggregate, state):
+    def server(self, aggregate, state):
         if not state["started"] and self.init == "gradient":
             h = aggregate  # round 0 of the variant: the shifts themselves were sent
-            return x - self.lr * h, {**state, "h": h, "started": True}
+            return h, {**state, "h": h, "started": True}
         direction = state["h"] + aggregate
         h = state["h"] + self.alpha * aggregate
-        return x - self.lr * direction, {**state, "h": h, "started": True}
+        return direction, {**state, "h": h, "started": True}
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:

@@ -59,9 +59,9 @@ class EF21(Method):
             message, {**state, "g_workers": state["g_workers"] + message.values}, inputs
         )
 
-    def server(self, x, aggregate, state):
+    def server(self, aggregate, state):
         g = state["g"] + aggregate if state["started"] else aggregate
-        return x - self.lr * g, {**state, "g": g, "started": True}
+        return g, {**state, "g": g, "started": True}
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:

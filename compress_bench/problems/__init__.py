@@ -144,3 +144,57 @@ def _logreg(cfg, features, labels, n_workers, seed, device, dtype) -> LogisticRe
         except ValueError as err:
             raise ConfigError(f"problem.layout: {err}") from err
     return problem
+
+
+def _image_problem(cfg, n_workers, seed, device, train_test, build_model, wrap) -> Problem:
+    from compress_bench.problems.neural import ImageClassification, seeded_model
+
+    train = wrap(train_test.train_images, train_test.train_labels, device, True)
+    test = wrap(train_test.test_images, train_test.test_labels, device, False)
+    limit = cfg.get("test_limit")
+    if limit is not None:
+        test = type(test)(test.images[:limit], test.labels[:limit], test.mean, test.std, False)
+    model = seeded_model(build_model, seed)
+    return ImageClassification(
+        str(cfg.name), model, train, test, n_workers, str(cfg.split), int(cfg.batch_size), seed
+    )
+
+
+@register_problem("mnist")
+def _mnist(cfg, n_workers, seed, device, dtype, data_dir) -> Problem:
+    from compress_bench.data import resolve_data_dir
+    from compress_bench.data.mnist import load_mnist
+    from compress_bench.data.pipeline import ImageData
+    from compress_bench.models import build_model
+
+    data = load_mnist(resolve_data_dir(data_dir))
+    return _image_problem(
+        cfg,
+        n_workers,
+        seed,
+        device,
+        data,
+        lambda: build_model(str(cfg.get("model", "mnist_cnn"))),
+        lambda images, labels, dev, train: ImageData.mnist(images, labels, dev),
+    )
+
+
+@register_problem("cifar10_resnet18")
+def _cifar10(cfg, n_workers, seed, device, dtype, data_dir) -> Problem:
+    from compress_bench.data import resolve_data_dir
+    from compress_bench.data.cifar10 import load_cifar10
+    from compress_bench.data.pipeline import ImageData
+    from compress_bench.models import build_model
+
+    data = load_cifar10(resolve_data_dir(data_dir), tuple(cfg.train_batches), cfg.get("test_file"))
+    return _image_problem(
+        cfg,
+        n_workers,
+        seed,
+        device,
+        data,
+        lambda: build_model("resnet18"),
+        lambda images, labels, dev, train: ImageData.cifar10(
+            images, labels, dev, augment=train and bool(cfg.get("augment", True))
+        ),
+    )

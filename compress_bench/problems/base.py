@@ -11,6 +11,14 @@ from compress_bench.layout import Layout
 
 
 @dataclass(frozen=True)
+class Constants:
+    """What the theory steps need: L (smoothness of f) and max_i L_i."""
+
+    L: float
+    L_max: float
+
+
+@dataclass(frozen=True)
 class Reference:
     """The minimiser found once per problem: f*, x*, and the gradient norm reached there."""
 
@@ -69,6 +77,14 @@ class Problem(ABC):
     @abstractmethod
     def worker_smoothness(self) -> torch.Tensor:
         """(L_i)_i, shape (n,)."""
+
+    #: True for problems whose oracle draws minibatches (the neural problems)
+    stochastic: bool = False
+
+    def constants(self) -> Constants | None:
+        """L and max L_i where the problem has them (convex problems); None otherwise, and
+        then ``lr=auto``, ``loss_gap`` and a gradient-norm ``tol`` are unavailable."""
+        return Constants(float(self.smoothness), float(self.worker_smoothness.max()))
 
     @abstractmethod
     def reference(self) -> Reference:

@@ -29,17 +29,38 @@ THESIS_BITS_COLUMN = "bits_thesis"  # bits per worker under bits_convention=thes
 class MetricsWriter:
     """Appends rows to a CSV file and flushes each one."""
 
-    def __init__(self, path: Path, columns: tuple[str, ...] = METRIC_COLUMNS):
+    def __init__(
+        self, path: Path, columns: tuple[str, ...] = METRIC_COLUMNS, keep_rows: int | None = None
+    ):
+        """A new file, or with ``keep_rows`` (a resumed run) the existing file cut to its
+        header and first ``keep_rows`` rows (rewritten atomically), appended to from there."""
         self.path = Path(path)
         self.columns = columns
+        self.rows = 0
+        if keep_rows is not None:
+            self._truncate(keep_rows)
+            self.rows = keep_rows
+            self._file = self.path.open("a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=columns)
+            return
         self._file = self.path.open("w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=columns)
         self._writer.writeheader()
         self._file.flush()
 
+    def _truncate(self, keep_rows: int) -> None:
+        lines = self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
+        header = ",".join(self.columns) + "\n"
+        if not lines or lines[0].strip() != header.strip():
+            raise ValueError(f"{self.path} does not have the columns of this run")
+        if len(lines) - 1 < keep_rows:
+            raise ValueError(f"{self.path} has {len(lines) - 1} rows, the checkpoint {keep_rows}")
+        write_text_atomic(self.path, "".join(lines[: keep_rows + 1]))
+
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow({key: _fmt(row[key]) for key in self.columns})
+        self._writer.writerow({key: _fmt(row.get(key, "")) for key in self.columns})
         self._file.flush()
+        self.rows += 1
 
     def close(self) -> None:
         if not self._file.closed:
@@ -66,4 +87,15 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         json.dump(payload, fh, indent=2, default=str, allow_nan=True)
         fh.write("\n")
     os.chmod(fh.name, 0o644)  # NamedTemporaryFile creates 0600; outputs are for sharing
+    os.replace(fh.name, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically (temporary file in the same folder, rename)."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(fh.name, 0o644)
     os.replace(fh.name, path)

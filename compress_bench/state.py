@@ -1,0 +1,124 @@
+"""RunState: everything a run is at the start of a round, and its checkpoints.
+
+One value holds the round index, x, the method's and the operator's state (EF memories, EF21's
+g_i, DIANA's shifts, the md_* weights), the server optimizer's state, every random stream, the
+data order (the problem's minibatch samplers), the bit ledger and the position in metrics.csv
+(rows written, the pending diagnostics). The round loop is ``state -> next state``; a
+checkpoint is this value written with ``torch.save`` (tensors and plain data only, so
+``torch.load(weights_only=True)`` reads it: no pickled objects run on load).
+
+Checkpoints are atomic: written to a temporary file in the run folder, flushed, fsync'ed, then
+renamed over ``checkpoint.pt`` (and the folder fsync'ed), so a kill at any moment leaves the
+previous checkpoint or the new one, never half of one. A checkpoint records a fingerprint of
+the config that produced it (everything but the keys that may change on resume: ``rounds``,
+``checkpoint_every``, ``resume``, ``progress``, ``threads``, ``data_dir``); resuming under
+another config is refused with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compress_bench.errors import ConfigError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT_VERSION = 1
+#: keys a resumed run may change without changing what its rounds compute
+RESUME_FREE_KEYS = ("rounds", "checkpoint_every", "resume", "progress", "threads", "data_dir")
+
+
+@dataclass
+class RunState:
+    """The run at the start of round ``round`` (see the module docstring)."""
+
+    round: int
+    x: torch.Tensor
+    method: Any
+    optimizer: dict[str, Any]
+    streams: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    ledger: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # rows written, pending values
+
+
+def config_fingerprint(cfg: dict[str, Any]) -> str:
+    """sha256 of the config without the keys a resume may change."""
+    kept = {k: v for k, v in cfg.items() if k not in RESUME_FREE_KEYS and k != "hydra"}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_checkpoint(folder: Path, state: RunState, fingerprint: str) -> Path:
+    """Write ``folder/checkpoint.pt`` atomically (write, flush, fsync, rename)."""
+    folder = Path(folder)
+    # fields as they are (dataclasses.asdict would deep-copy every tensor)
+    values = {f.name: getattr(state, f.name) for f in fields(state)}
+    payload = {"format": FORMAT_VERSION, "config": fingerprint, "state": values}
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        final = folder / CHECKPOINT
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_folder(folder)
+    return final
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(folder: Path, fingerprint: str) -> RunState:
+    """The RunState of ``folder/checkpoint.pt``; ConfigError (one line) when there is none,
+    it cannot be read, or another config wrote it."""
+    path = Path(folder) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"resume={folder}: no {CHECKPOINT} there (set checkpoint_every)")
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # a truncated or foreign file: one line, not a traceback
+        raise ConfigError(f"resume: {path} cannot be read as a checkpoint ({err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise ConfigError(f"resume: {path} is not a compress-bench checkpoint of this version")
+    if payload.get("config") != fingerprint:
+        raise ConfigError(
+            f"resume: {path} was written by another config; resume with the same overrides "
+            f"(only {', '.join(RESUME_FREE_KEYS)} may change)"
+        )
+    return RunState(**payload["state"])
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Every floating tensor of a loaded state on ``device`` (generator states stay on the
+    CPU, as torch keeps them)."""
+    if isinstance(value, torch.Tensor):
+        return value if value.dtype == torch.uint8 else value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, tuple):
+        return tuple(to_device(v, device) for v in value)
+    return value

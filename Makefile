@@ -16,7 +16,7 @@ export COMPRESS_BENCH_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: help install run test test-slow lint format bench figures docs clean
+.PHONY: help install run test test-slow lint format bench figures figures-cifar docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ bench: install  ## the benchmarks (ratios measured in one run on this machine)
 	$(BIN)/python benchmarks/bench_compressors.py
 	$(BIN)/python benchmarks/bench_methods.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_neural.py
+
+figures-cifar: install  ## the thesis figure ResNet_CIFAR10 (6 operators x 20 epochs: needs a GPU)
+	rm -rf $(FIGURES)/thesis_cifar
+	$(BIN)/compress-bench -m experiment=thesis_cifar hydra.sweep.dir=$(FIGURES)/thesis_cifar progress=false
+	$(BIN)/python -m compress_bench.report.figures thesis_cifar $(FIGURES)/thesis_cifar $(FIGURES)/thesis_cifar.png
 
 clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -99,7 +99,22 @@ def _hydra_main(cfg: DictConfig) -> None:
 def _log_final(summary: dict, out_dir: Path) -> None:
     thesis = summary.get("total_bits_thesis") is not None  # bits_convention=thesis
     bits = summary["total_bits_thesis"] if thesis else summary["total_bits"]
-    gap = summary["final"]["loss_gap"]
+    final = summary["final"]
+    if "test_accuracy" in final:  # a neural problem
+        log.info(
+            "%s after %d rounds (epoch %.3g): train loss %.4g, test loss %.4g, test accuracy "
+            "%.4f, %.4g bits per worker -> %s",
+            summary["status"],
+            summary["rounds_done"],
+            final["epoch"],
+            final["train_loss"],
+            final["test_loss"],
+            final["test_accuracy"],
+            bits,
+            out_dir,
+        )
+        return
+    gap = final["loss_gap"]
     log.info(
         "%s after %d rounds: grad_norm_rel %.3e, f - f* %s, %.4g %sbits per worker -> %s",
         summary["status"],

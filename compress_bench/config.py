@@ -176,6 +176,7 @@ class MnistConfig:
     split: ShardSplit = ShardSplit.iid
     batch_size: int = bounded(64, ge=1)  # per worker and round
     test_limit: int | None = bounded(None, ge=1)  # evaluate on the first images only
+    train_limit: int | None = bounded(None, ge=1)  # train on the first images only
 
 
 @dataclass
@@ -189,6 +190,7 @@ class Cifar10Config:
     test_file: str | None = None  # None: the official test_batch.bin
     augment: bool = True  # random crop (4-pixel padding) and horizontal flip
     test_limit: int | None = bounded(None, ge=1)
+    train_limit: int | None = bounded(None, ge=1)
 
 
 # --- server optimizers -----------------------------------------------------------------------

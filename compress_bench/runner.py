@@ -200,13 +200,15 @@ class _Progress:
         )
         self.last = time.perf_counter()
 
-    def update(self, k: int, total: int, rel: float, bits: float) -> None:
+    def update(
+        self, k: int, total: int, rel: float, bits: float, what: str = "grad_norm_rel"
+    ) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(grad_rel=f"{rel:.2e}", bits=f"{bits:.3g}", refresh=False)
+            self.bar.set_postfix({what: f"{rel:.2e}", "bits": f"{bits:.3g}"}, refresh=False)
         elif time.perf_counter() - self.last >= PLAIN_LOG_SECONDS:
             self.last = time.perf_counter()
-            log.info("round %d/%d  grad_norm_rel %.3e  bits/worker %.4g", k, total, rel, bits)
+            log.info("round %d/%d  %s %.3e  bits/worker %.4g", k, total, what, rel, bits)
 
     def close(self) -> None:
         if self.bar is not None:

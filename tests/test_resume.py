@@ -51,9 +51,9 @@ def kill_and_resume(tmp_path, data_dir, args, wait_rows: int, timeout: float = 3
     metrics = killed / "metrics.csv"
     # kill once a checkpoint exists and some rows were written after it
     while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / "checkpoint.pt").exists() and metrics.exists():
-            if sum(1 for _ in metrics.open()) > wait_rows:
-                break
+        ready = (killed / "checkpoint.pt").exists() and metrics.exists()
+        if ready and sum(1 for _ in metrics.open()) > wait_rows:
+            break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed: make it longer"
     proc.send_signal(signal.SIGKILL)

@@ -220,7 +220,7 @@ def _parse(raw: bytes) -> tuple[torch.Tensor, torch.Tensor]:
     """Records -> (uint8 images (N, 3, 32, 32), int64 labels (N,)), without a per-image loop."""
     records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD_BYTES)
     labels = torch.from_numpy(records[:, 0].astype(np.int64))
-    pixels = np.ascontiguousarray(records[:, 1:])  # a writable copy, detached from ``raw``
+    pixels = records[:, 1:].copy()  # contiguous and writable, detached from ``raw``
     return torch.from_numpy(pixels.reshape(-1, *IMAGE_SHAPE)), labels
 
 

@@ -154,6 +154,11 @@ def _image_problem(cfg, n_workers, seed, device, train_test, build_model, wrap) 
     limit = cfg.get("test_limit")
     if limit is not None:
         test = type(test)(test.images[:limit], test.labels[:limit], test.mean, test.std, False)
+    limit = cfg.get("train_limit")
+    if limit is not None:
+        train = type(train)(
+            train.images[:limit], train.labels[:limit], train.mean, train.std, train.augment
+        )
     model = seeded_model(build_model, seed)
     return ImageClassification(
         str(cfg.name), model, train, test, n_workers, str(cfg.split), int(cfg.batch_size), seed

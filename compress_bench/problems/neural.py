@@ -62,8 +62,9 @@ class ImageClassification(Problem):
         self.dtype = torch.float32
         self.model = model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.layout = Layout.of(self.model)
-        self.d = self.layout.d
+        layout = Layout.of(self.model)
+        self.d = layout.d
+        self.layout = layout
         self.n_workers = n_workers
         self.train, self.test = train, test
         self.batch_size = batch_size

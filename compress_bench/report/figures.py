@@ -113,7 +113,54 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-FIGURES = {"thesis_logreg": thesis_logreg}
+def thesis_cifar(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
+    """The thesis figure "ResNet_CIFAR10": test loss and test accuracy against epochs, one
+    line per operator (two panels), from ``compress-bench -m experiment=thesis_cifar``."""
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    rows = []
+    for job in scan(sweep_dir):
+        summary = job.summary or {}
+        name = str(summary.get("compressor") or job.overrides.get("compressor"))
+        label = display_name(summary, name)
+        metrics = job.metrics
+        if metrics is None or "test_accuracy" not in metrics:
+            print(f"figures: job {job.num} ({job.status}) not drawn", file=sys.stderr)
+            continue
+        colour = colour_for(summary.get("family", name), summary.get("colour"))
+        for ax, column in ((loss_ax, "test_loss"), (acc_ax, "test_accuracy")):
+            ax.plot(metrics["epoch"], metrics[column], color=colour, label=label, marker=".")
+        last = metrics.iloc[-1]
+        rows.append(
+            {
+                "operator": label,
+                "status": job.status,
+                "epochs": float(last["epoch"]),
+                "test_loss": float(last["test_loss"]),
+                "test_accuracy": float(last["test_accuracy"]),
+                "bits_per_worker": float(last["bits"]),
+            }
+        )
+    for ax, what in ((loss_ax, "test loss"), (acc_ax, "test accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.grid(True, alpha=0.5)
+    if acc_ax.get_lines():
+        acc_ax.legend()
+    fig.suptitle("ResNet18 on CIFAR-10, k/d = 0.2 per tensor, power-of-two rounding")
+    fig.savefig(out_png, dpi=120)
+    table = pd.DataFrame(rows)
+    table.to_csv(out_png.with_suffix(".csv"), index=False)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += [
+        "| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |"
+        for r in table.itertuples(index=False)
+    ]
+    out_png.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return table
+
+
+FIGURES = {"thesis_logreg": thesis_logreg, "thesis_cifar": thesis_cifar}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,104 @@
+"""The neural problems end to end on the offline data: ResNet18 on CIFAR-10 learns on CPU,
+MNIST with TopK + EF reaches 95% test accuracy, a killed MNIST run resumes bit for bit, and
+what a network cannot do (lr=auto, tol) is one line."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from tests.conftest import SHARED_DATASETS, run_cli
+from tests.test_resume import kill_and_resume
+
+DATA = {"COMPRESS_BENCH_DATA": str(SHARED_DATASETS)}
+needs_cifar = pytest.mark.skipif(
+    not (SHARED_DATASETS / "cifar10").is_dir(), reason="offline CIFAR-10 not found"
+)
+needs_mnist = pytest.mark.skipif(
+    not (SHARED_DATASETS / "mnist").is_dir(), reason="offline MNIST not found"
+)
+
+
+def _metrics(folder):
+    with (folder / "metrics.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@needs_cifar
+def test_resnet18_lowers_its_training_loss_on_cpu(tmp_path):
+    """Two workers, 16 images each (the whole shard every round), plain SGD with momentum:
+    the minibatch loss falls round after round."""
+    out = tmp_path / "run"
+    result = run_cli(
+        "problem=cifar10_resnet18",
+        "problem.train_batches=[1]",
+        "problem.test_file=test_subset/test_batch_first1000.bin",
+        "problem.test_limit=50",
+        "problem.train_limit=32",
+        "problem.augment=false",
+        "problem.batch_size=16",
+        "n_workers=2",
+        "granularity=layer",
+        "quantizer=power_of_two",
+        "ratio=0.5",
+        "lr=0.05",
+        "optimizer=sgd",
+        "rounds=4",
+        "eval_every=1",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        env=DATA,
+    )
+    assert result.returncode == 0, result.stderr
+    losses = [float(r["train_loss"]) for r in _metrics(out)[1:]]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    assert "unverified" in result.stderr.lower() or "no official" in result.stderr.lower()
+
+
+@needs_mnist
+def test_mnist_top_k_with_error_feedback_reaches_95_percent(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(
+        "experiment=mnist_ef_smoke",
+        "method=ef",
+        "rounds=200",
+        "problem.test_limit=2000",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        env=DATA,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = _metrics(out)
+    assert float(rows[-1]["test_accuracy"]) >= 0.95, rows[-1]
+    assert float(rows[-1]["epoch"]) == pytest.approx(200 * 64 / 15000)
+    assert all(math.isfinite(float(r["bits"])) for r in rows)
+
+
+@needs_mnist
+def test_mnist_killed_and_resumed_is_bit_for_bit(tmp_path):
+    args = [
+        "experiment=mnist_ef_smoke",
+        "method=ef21",
+        "rounds=400",
+        "eval_every=20",
+        "checkpoint_every=40",
+        "problem.test_limit=200",
+        "progress=false",
+        "threads=1",
+    ]
+    kill_and_resume(tmp_path, SHARED_DATASETS, args, wait_rows=4)
+
+
+@needs_mnist
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("lr=auto", "lr=auto needs the smoothness constant"), ("tol=1e-3", "tol stops on")],
+)
+def test_what_a_network_cannot_do_is_one_line(tmp_path, override, message):
+    args = ["problem=mnist", "rounds=1"] + (["lr=0.1"] if override != "lr=auto" else [])
+    result = run_cli(*args, override, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path, env=DATA)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines

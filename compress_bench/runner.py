@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,18 @@ class _Checkpoints:
     def save(self, state: RunState) -> None:
         save_checkpoint(self.out_dir, state, self.fingerprint)
 
+    def round_start(self, k: int, start: int, state_at: Callable[[], RunState]) -> None:
+        """At the start of round k: stop for a signal held during the last round (with a
+        checkpoint of this round's state first), or write the periodic checkpoint."""
+        try:
+            signals.check()
+        except Interrupted:
+            if self.enabled:
+                self.save(state_at())
+            raise
+        if self.due(k, start):
+            self.save(state_at())
+
     def load(self) -> RunState | None:
         if not self.run.cfg.get("resume"):
             return None
@@ -346,14 +359,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 writer.write(row)
 
             for k in range(start_round, rounds + 1):
-                try:
-                    signals.check()  # a SIGTERM/SIGINT held during the last round stops here
-                except Interrupted:
-                    if checkpoints.enabled:
-                        checkpoints.save(run_state(k, writer))
-                    raise
-                if checkpoints.due(k, start_round):
-                    checkpoints.save(run_state(k, writer))
+                # a SIGTERM/SIGINT held during the last round stops here
+                checkpoints.round_start(k, start_round, lambda k=k: run_state(k, writer))
                 grad_evals = problem.evaluations
                 ev = method.evaluate(x)
                 loss, grad_norm = float(ev.loss), float(ev.grad.norm())

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from compress_bench import signals
-from compress_bench.errors import Interrupted
 from compress_bench.methods.base import Evaluation
 from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
 from compress_bench.state import RunState, to_device
@@ -117,14 +116,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
             MetricsWriter(out_dir / "metrics.csv", TRAINING_COLUMNS, kept_rows) as writer,
         ):
             for k in range(start_round, rounds + 1):
-                try:
-                    signals.check()
-                except Interrupted:
-                    if checkpoints.enabled:
-                        checkpoints.save(run_state(k, writer))
-                    raise
-                if checkpoints.due(k, start_round):
-                    checkpoints.save(run_state(k, writer))
+                checkpoints.round_start(k, start_round, lambda k=k: run_state(k, writer))
                 if k % eval_every == 0 or k == rounds:
                     row = metrics_row(k)
                     writer.write(row)

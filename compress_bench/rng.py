@@ -82,10 +82,6 @@ class Streams:
             for i in self.workers
         ]
 
-    def subset(self, rows: Sequence[int]) -> Streams:
-        """Fresh streams of the workers in the given rows (at their initial positions)."""
-        return Streams(self.seed, [self.workers[r] for r in rows], self.device)
-
     def uniform(self, d: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Row i holds d draws from U[0, 1) of worker i's stream; shape (n, d). A fresh tensor
         the caller owns.

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import k_from_ratio
 from compress_bench.compressors.bits import thesis_bits
 from compress_bench.compressors.chain import chain
-from compress_bench.compressors.layerwise import layerwise
+from compress_bench.compressors.layerwise import layerwise, tensor_k
 from compress_bench.config import validate
 from compress_bench.errors import ConfigError, Interrupted
 from compress_bench.methods import method_class
@@ -182,7 +182,7 @@ def _refuse_what_needs_constants(plain: DictConfig) -> None:
 def nominal_k(plain: DictConfig, problem) -> int:
     """k of the summary: floor(ratio d) (spec 0.3), or sum_l ceil(ratio numel_l) per tensor."""
     if plain.get("granularity", "global") == "layer":
-        return sum(max(1, math.ceil(round(plain.ratio * m, 9))) for m in problem.layout.numels)
+        return sum(tensor_k(plain.ratio, m) for m in problem.layout.numels)
     return k_from_ratio(plain.ratio, problem.d)
 
 
@@ -280,25 +280,36 @@ class _Checkpoints:
             self.save(state_at())
 
     def load(self) -> RunState | None:
+        """The checkpoint to resume from (x and the method state on the problem's device),
+        or None for a fresh run."""
         if not self.run.cfg.get("resume"):
             return None
         state = load_checkpoint(self.out_dir, self.fingerprint)
-        return RunState(**{**vars(state), "x": state.x.to(self.run.problem.device)})
+        device = torch.device(self.run.problem.device)
+        return replace(state, x=state.x.to(device), method=to_device(state.method, device))
 
 
-def execute(run: Run, out_dir: Path) -> dict[str, Any]:
-    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir."""
-    if getattr(run.problem, "stochastic", False):
-        from compress_bench.training import execute_training
-
-        return execute_training(run, out_dir)
-    cfg, problem, method = run.cfg, run.problem, run.method
-    n = problem.n_workers
+def start_run(run: Run, out_dir: Path) -> tuple[dict[str, Any], Path, _Checkpoints, Any]:
+    """What both round loops do first: the summary head, the checkpoint to resume from (read
+    before anything is written, so a refused resume leaves the folder as it was), and
+    summary.json with status running. Returns (summary, its path, checkpoints, resumed)."""
     summary = _summary_head(run)
     summary_path = out_dir / "summary.json"
     checkpoints = _Checkpoints(run, out_dir)
     resumed = checkpoints.load()
     write_json_atomic(summary_path, summary)
+    return summary, summary_path, checkpoints, resumed
+
+
+def execute(run: Run, out_dir: Path) -> dict[str, Any]:
+    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir."""
+    if run.problem.stochastic:
+        from compress_bench.training import execute_training
+
+        return execute_training(run, out_dir)
+    cfg, problem, method = run.cfg, run.problem, run.method
+    n = problem.n_workers
+    summary, summary_path, checkpoints, resumed = start_run(run, out_dir)
 
     bits = _BitLedger(n, thesis=cfg.bits_convention == "thesis")
     columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ())
@@ -309,11 +320,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         x, start_round, grad0, kept_rows, elapsed = problem.initial_point(), 0, None, None, 0.0
         state = method.init_state(x)
     else:
-        x, state, start_round = (
-            resumed.x,
-            to_device(resumed.method, x_device(problem)),
-            resumed.round,
-        )
+        x, state, start_round = resumed.x, resumed.method, resumed.round
         run.streams.set_state(resumed.streams)
         bits.total, bits.thesis_total = resumed.ledger["total"], resumed.ledger["thesis_total"]
         problem.evaluations = resumed.ledger["grad_evals"]
@@ -331,8 +338,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         return RunState(
             round=k,
             x=x,
-            method=state,
-            optimizer={},  # the optimizer's state is part of the method's (state["optimizer"])
+            method=state,  # the server optimizer's state included (state["optimizer"])
             streams=run.streams.get_state(),
             ledger={
                 "total": bits.total,
@@ -424,10 +430,6 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
 
 def _no_error() -> float:
     return math.nan
-
-
-def x_device(problem) -> torch.device:
-    return torch.device(problem.device)
 
 
 class _BitLedger:

@@ -1,7 +1,7 @@
 """RunState: everything a run is at the start of a round, and its checkpoints.
 
-One value holds the round index, x, the method's and the operator's state (EF memories, EF21's
-g_i, DIANA's shifts, the md_* weights), the server optimizer's state, every random stream, the
+One value holds the round index, x, the method's state (the operator's state, EF memories,
+EF21's g_i, DIANA's shifts, the md_* weights, the server optimizer's), every random stream, the
 data order (the problem's minibatch samplers), the bit ledger and the position in metrics.csv
 (rows written, the pending diagnostics). The round loop is ``state -> next state``; a
 checkpoint is this value written with ``torch.save`` (tensors and plain data only, so
@@ -41,8 +41,7 @@ class RunState:
 
     round: int
     x: torch.Tensor
-    method: Any
-    optimizer: dict[str, Any]
+    method: Any  # the method's state: operator state, memories, server optimizer state
     streams: dict[str, Any]
     data: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
@@ -111,10 +110,9 @@ def load_checkpoint(folder: Path, fingerprint: str) -> RunState:
 
 
 def to_device(value: Any, device: torch.device) -> Any:
-    """Every floating tensor of a loaded state on ``device`` (generator states stay on the
-    CPU, as torch keeps them)."""
+    """Every tensor of a loaded method state on ``device``, the structure kept."""
     if isinstance(value, torch.Tensor):
-        return value if value.dtype == torch.uint8 else value.to(device)
+        return value.to(device)
     if isinstance(value, dict):
         return {k: to_device(v, device) for k, v in value.items()}
     if isinstance(value, list):

@@ -58,13 +58,16 @@ def inputs(n: int = N_WORKERS, d: int = DIM, dtype=torch.float64, seed: int = 0)
     return G.to(dtype)
 
 
-def run_operator(op, G: torch.Tensor, streams: Streams, rounds: int = ROUNDS, state=None):
-    """``rounds`` rounds of ``op`` on G; returns the messages and the states after each."""
+def run_operator(
+    op, G: torch.Tensor, streams: Streams, rounds: int = ROUNDS, state=None, start: int = 0
+):
+    """Rounds ``start .. rounds - 1`` of ``op`` on G (from ``state``, or the initial state);
+    returns the messages and the states after each."""
     n, d = G.shape
     state = op.init_state(n, d, G.device, G.dtype) if state is None else state
     problem = quadratic(G)
     messages, states = [], []
-    for t in range(rounds):
+    for t in range(start, rounds):
         ctx = RoundContext(round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
         message, state = op.compress(G, state, streams, ctx)
         messages.append(message)
@@ -178,13 +181,8 @@ def check_state_round_trip(op, G: torch.Tensor) -> None:
     saved = save_and_load({"state": states[0], "streams": streams.get_state()})
     resumed_streams = Streams(3, n)
     resumed_streams.set_state(saved["streams"])
-    problem = quadratic(G)
-    state = saved["state"]
-    for t in range(1, ROUNDS):
-        ctx = RoundContext(
-            round_index=t, x=torch.zeros(G.shape[1], dtype=G.dtype), lr=0.3, problem=problem
-        )
-        message, state = op.compress(G, state, resumed_streams, ctx)
+    rest, _ = run_operator(op, G, resumed_streams, state=saved["state"], start=1)
+    for t, message in enumerate(rest, start=1):
         assert torch.equal(message.values, straight[t].values), f"round {t} after a resume"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from compress_bench import signals
 from compress_bench.methods.base import Evaluation
 from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
-from compress_bench.state import RunState, to_device
+from compress_bench.state import RunState
 
 log = logging.getLogger("compress_bench")
 
@@ -42,22 +42,11 @@ TRAINING_COLUMNS = (
 
 
 def execute_training(run, out_dir: Path) -> dict[str, Any]:
-    from compress_bench.runner import (
-        _BitLedger,
-        _Checkpoints,
-        _Progress,
-        _stopped,
-        _summary_head,
-        x_device,
-    )
+    from compress_bench.runner import _BitLedger, _Progress, _stopped, start_run
 
     cfg, problem, method = run.cfg, run.problem, run.method
     n = problem.n_workers
-    summary = _summary_head(run)
-    summary_path = out_dir / "summary.json"
-    checkpoints = _Checkpoints(run, out_dir)
-    resumed = checkpoints.load()
-    write_json_atomic(summary_path, summary)
+    summary, summary_path, checkpoints, resumed = start_run(run, out_dir)
     bits = _BitLedger(n, thesis=False)
     eval_every = cfg.get("eval_every") or cfg.log_every
     rounds, max_bits = cfg.rounds, cfg.max_bits
@@ -66,8 +55,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
         x, start_round, kept_rows, elapsed = problem.initial_point(), 0, None, 0.0
         state = method.init_state(x)
     else:
-        x, start_round = resumed.x, resumed.round
-        state = to_device(resumed.method, x_device(problem))
+        x, state, start_round = resumed.x, resumed.method, resumed.round
         run.streams.set_state(resumed.streams)
         problem.set_data_state(resumed.data)
         bits.total = resumed.ledger["total"]
@@ -82,8 +70,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
         return RunState(
             round=k,
             x=x,
-            method=state,
-            optimizer={},  # part of the method's state (state["optimizer"])
+            method=state,  # the server optimizer's state included (state["optimizer"])
             streams=run.streams.get_state(),
             data=problem.get_data_state(),
             ledger={"total": bits.total},

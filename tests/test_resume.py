@@ -95,7 +95,7 @@ def test_resume_under_another_config_is_refused(tmp_path, mushrooms_dir):
 
 
 def test_checkpoint_is_atomic_and_weights_only(tmp_path):
-    state = RunState(3, torch.arange(4.0), {"e": torch.ones(2, 4), "started": True}, {}, {"s": [1]})
+    state = RunState(3, torch.arange(4.0), {"e": torch.ones(2, 4), "started": True}, {"s": [1]})
     save_checkpoint(tmp_path, state, "abc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary left
     loaded = load_checkpoint(tmp_path, "abc")

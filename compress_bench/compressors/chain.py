@@ -86,20 +86,22 @@ class Chain:
         return self.tags.unbiased
 
     @property
-    def family(self) -> str:
+    def _family_part(self) -> Compressor | Quantizer:
         """The part reports colour the operator by: the compressor, or the first quantizer
         after a compressor that sends every value as is (identity + natural is natural
         compression)."""
         if self.compressor.passthrough and self.quantizers:
-            return self.quantizers[0].name
-        return self.compressor.name
+            return self.quantizers[0]
+        return self.compressor
+
+    @property
+    def family(self) -> str:
+        return self._family_part.name
 
     @property
     def colour(self) -> str | None:
         """The declared colour of :attr:`family` (None: reports hash the name)."""
-        if self.compressor.passthrough and self.quantizers:
-            return self.quantizers[0].colour
-        return self.compressor.colour
+        return self._family_part.colour
 
     @property
     def label(self) -> str:

@@ -18,6 +18,7 @@ the other tensors fixed at x (spec 12, variant ``thesis_resnet``): their problem
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,17 +26,21 @@ from typing import Any
 
 import torch
 
-from compress_bench.compressors.base import FLOAT_BITS, Message, RoundContext
+from compress_bench.compressors.base import Message, RoundContext
 from compress_bench.compressors.chain import Chain, Tags
 from compress_bench.layout import Layout
 from compress_bench.rng import Streams
 
 
+def tensor_k(ratio: float, numel: int) -> int:
+    """k_l = ceil(ratio * numel), at least 1 (spec 0.8); the product is rounded to 9 decimals
+    first, as spec 0.3's floor is, so 0.29 * 100 gives 29."""
+    return max(1, math.ceil(round(ratio * numel, 9)))
+
+
 def tensor_ratio(ratio: float, numel: int) -> float:
-    """The ratio that makes a compressor keep k_l = ceil(ratio * numel) of numel entries
-    (rounded to 9 decimals first, as spec 0.3's floor is, so 0.29 * 100 gives 29)."""
-    k = max(1, math.ceil(round(ratio * numel, 9)))
-    return min(k, numel) / numel
+    """The ratio that makes a compressor keep k_l = :func:`tensor_k` of numel entries."""
+    return min(tensor_k(ratio, numel), numel) / numel
 
 
 class BlockView:
@@ -76,7 +81,6 @@ class Layerwise:
             needs_objective=first.needs_objective,
             collective=first.collective,
         )
-        self._build = build
 
     @property
     def unbiased(self) -> bool:
@@ -158,8 +162,7 @@ class Layerwise:
         scaled = [p.contractive(m) for p, m in zip(self.parts, self.layout.numels, strict=True)]
         if all(s is p for s, p in zip(scaled, self.parts, strict=True)):
             return self
-        out = Layerwise.__new__(Layerwise)
-        out.__dict__.update(self.__dict__)
+        out = copy.copy(self)
         out.parts = tuple(scaled)
         return out
 
@@ -178,7 +181,7 @@ def merge(messages: list[Message]) -> Message:
         kept = torch.cat([m.sent() for m in messages], dim=1)
     count = sum(m.value_count for m in messages)
     bits = sum(m.bits for m in messages)
-    value_bits = messages[0].value_bits if messages[0].value_bits else FLOAT_BITS
+    value_bits = messages[0].value_bits  # the same operator on every tensor
     return Message(
         values, count, value_bits, bits - count * value_bits, kept, parts=tuple(messages)
     )

@@ -149,16 +149,18 @@ def _logreg(cfg, features, labels, n_workers, seed, device, dtype) -> LogisticRe
 def _image_problem(cfg, n_workers, seed, device, train_test, build_model, wrap) -> Problem:
     from compress_bench.problems.neural import ImageClassification, seeded_model
 
-    train = wrap(train_test.train_images, train_test.train_labels, device, True)
-    test = wrap(train_test.test_images, train_test.test_labels, device, False)
-    limit = cfg.get("test_limit")
-    if limit is not None:
-        test = type(test)(test.images[:limit], test.labels[:limit], test.mean, test.std, False)
-    limit = cfg.get("train_limit")
-    if limit is not None:
-        train = type(train)(
-            train.images[:limit], train.labels[:limit], train.mean, train.std, train.augment
-        )
+    # the limits cut on the host, before anything is copied to the device
+    train_limit, test_limit = cfg.get("train_limit"), cfg.get("test_limit")
+    train_images, train_labels = (
+        train_test.train_images[:train_limit],
+        train_test.train_labels[:train_limit],
+    )
+    test_images, test_labels = (
+        train_test.test_images[:test_limit],
+        train_test.test_labels[:test_limit],
+    )
+    train = wrap(train_images, train_labels, device, True)
+    test = wrap(test_images, test_labels, device, False)
     model = seeded_model(build_model, seed)
     return ImageClassification(
         str(cfg.name), model, train, test, n_workers, str(cfg.split), int(cfg.batch_size), seed

@@ -78,7 +78,6 @@ class ImageClassification(Problem):
         self.augment_stream = generator(seed, STREAM_AUGMENT, device=self.device)
         self._x0 = nn.utils.parameters_to_vector(self.params).detach().clone()
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.images_seen = 0
 
     # --- the gradient oracle -------------------------------------------------------------
 
@@ -94,7 +93,6 @@ class ImageClassification(Problem):
         """Every worker's next minibatch (the round's data), augmented on the device."""
         indices = self.sampler.next()
         self._batch = self.train.batch(indices, self.augment_stream)
-        self.images_seen += indices.numel()
 
     def stochastic_grads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw the round's minibatches; every worker's loss (n,) and gradient (n, d) at x."""
@@ -150,6 +148,11 @@ class ImageClassification(Problem):
     def epoch(self) -> float:
         return self.sampler.epoch
 
+    @property
+    def images_seen(self) -> int:
+        """Training images given to all workers so far."""
+        return self.sampler.images_seen * self.n_workers
+
     # --- state ---------------------------------------------------------------------------
 
     def get_data_state(self) -> dict[str, Any]:
@@ -158,7 +161,6 @@ class ImageClassification(Problem):
             "augment": self.augment_stream.get_state(),
             "order": self.sampler.generator.get_state(),
             "buffers": [b.detach().cpu().clone() for b in self.model.buffers()],
-            "images_seen": self.images_seen,
         }
 
     def set_data_state(self, state: dict[str, Any]) -> None:
@@ -167,7 +169,6 @@ class ImageClassification(Problem):
         self.sampler.generator.set_state(state["order"])
         for b, saved in zip(self.model.buffers(), state["buffers"], strict=True):
             b.copy_(saved.to(b.device))
-        self.images_seen = int(state["images_seen"])
         self._batch = None
 
     # --- no constants ----------------------------------------------------------------------

@@ -72,3 +72,15 @@ def run_cli(
     return subprocess.run(
         [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def files_under(root: Path) -> list[str]:
+    """Every path below root, relative and sorted (to show that nothing else was written)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    """The message of a raised error, asserted to be one line."""
+    message = str(exc.value)
+    assert "\n" not in message
+    return message

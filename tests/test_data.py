@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from compress_bench.cli import main
 from compress_bench.data import cache_dir, load_mushrooms, offline_requested, resolve_data_dir
 from compress_bench.data import mushrooms as mushrooms_mod
 from compress_bench.errors import DataError, UserError
+from tests._loopback import LoopbackServer, bypass_proxies
 from tests._unprivileged import run_unprivileged, shared_tmp
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "datasets"
@@ -56,51 +55,12 @@ def _install(data_dir: Path, content: bytes) -> Path:
 def _use_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     spec = dataclasses.replace(mushrooms_mod.MUSHROOMS, url=url)
     monkeypatch.setattr(mushrooms_mod, "MUSHROOMS", spec)
-    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-class _Server:
-    """A loopback HTTP server that serves ``content`` at every path and counts GETs
-    (HTTPS when given a TLS context)."""
-
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.content = b""
-        self.status = 200
-        self.requests = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                outer.requests += 1
-                self.send_response(outer.status)
-                self.send_header("Content-Length", str(len(outer.content)))
-                self.end_headers()
-                self.wfile.write(outer.content)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls is not None:
-            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
-        scheme = "https" if tls is not None else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/mushrooms"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+    bypass_proxies(monkeypatch)
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
-    srv = _Server()
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
+    srv = LoopbackServer("mushrooms")
     _use_url(monkeypatch, srv.url)
     yield srv
     srv.close()
@@ -201,7 +161,9 @@ def test_unreachable_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert list(tmp_path.iterdir()) == []  # nor the empty mushrooms/ folder made for it
 
 
-def test_download_over_loopback(tmp_path: Path, server: _Server, real_bytes: bytes, real_arrays):
+def test_download_over_loopback(
+    tmp_path: Path, server: LoopbackServer, real_bytes: bytes, real_arrays
+):
     server.content = real_bytes.replace(b"\n", b"\r\n")
     data_dir = tmp_path / "empty"
     X, y = load_mushrooms(data_dir)
@@ -220,7 +182,9 @@ def test_download_over_loopback(tmp_path: Path, server: _Server, real_bytes: byt
     np.testing.assert_array_equal(y2, y)
 
 
-def test_download_of_corrupted_file(tmp_path: Path, server: _Server, real_bytes: bytes) -> None:
+def test_download_of_corrupted_file(
+    tmp_path: Path, server: LoopbackServer, real_bytes: bytes
+) -> None:
     server.content = _flip_middle(real_bytes)
     with pytest.raises(DataError, match="corrupted") as info:
         load_mushrooms(tmp_path)
@@ -231,7 +195,7 @@ def test_download_of_corrupted_file(tmp_path: Path, server: _Server, real_bytes:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_http_error(tmp_path: Path, server: _Server) -> None:
+def test_download_http_error(tmp_path: Path, server: LoopbackServer) -> None:
     server.status, server.content = 404, b"not here"
     with pytest.raises(DataError, match="HTTP 404") as info:
         load_mushrooms(tmp_path)
@@ -239,7 +203,7 @@ def test_download_http_error(tmp_path: Path, server: _Server) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_disabled_does_not_touch_network(tmp_path: Path, server: _Server) -> None:
+def test_download_disabled_does_not_touch_network(tmp_path: Path, server: LoopbackServer) -> None:
     with pytest.raises(DataError, match="download disabled"):
         load_mushrooms(tmp_path, download=False)
     assert server.requests == 0
@@ -419,7 +383,7 @@ def test_a_file_where_a_folder_should_be(tmp_path: Path, monkeypatch, download, 
 
 
 @pytest.mark.parametrize("download", [False, True])
-def test_symlink_loop(tmp_path: Path, server: _Server, download: bool) -> None:
+def test_symlink_loop(tmp_path: Path, server: LoopbackServer, download: bool) -> None:
     final = tmp_path / "mushrooms" / "mushrooms"
     final.parent.mkdir()
     final.symlink_to(final)
@@ -429,7 +393,9 @@ def test_symlink_loop(tmp_path: Path, server: _Server, download: bool) -> None:
 
 
 @pytest.mark.parametrize("link", ["file", "folder"])
-def test_broken_symlink_is_not_downloaded_over(tmp_path: Path, server: _Server, link) -> None:
+def test_broken_symlink_is_not_downloaded_over(
+    tmp_path: Path, server: LoopbackServer, link
+) -> None:
     target = tmp_path / "elsewhere" / "gone"
     final = tmp_path / "mushrooms" / "mushrooms"
     if link == "file":
@@ -525,10 +491,10 @@ def self_signed(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def tls_server(monkeypatch: pytest.MonkeyPatch, self_signed) -> Iterator[_Server]:
+def tls_server(monkeypatch: pytest.MonkeyPatch, self_signed) -> Iterator[LoopbackServer]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*self_signed)
-    srv = _Server(tls=context)
+    srv = LoopbackServer("mushrooms", tls=context)
     _use_url(monkeypatch, srv.url)
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(var, raising=False)
@@ -536,7 +502,7 @@ def tls_server(monkeypatch: pytest.MonkeyPatch, self_signed) -> Iterator[_Server
     srv.close()
 
 
-def test_tls_certificate_failure(tmp_path: Path, tls_server: _Server) -> None:
+def test_tls_certificate_failure(tmp_path: Path, tls_server: LoopbackServer) -> None:
     with pytest.raises(DataError, match="could not be downloaded") as info:
         load_mushrooms(tmp_path)
     message = str(info.value)
@@ -546,7 +512,7 @@ def test_tls_certificate_failure(tmp_path: Path, tls_server: _Server) -> None:
 
 
 def test_tls_with_the_ca_bundle_the_message_names(
-    tmp_path: Path, tls_server: _Server, self_signed, real_bytes: bytes, monkeypatch
+    tmp_path: Path, tls_server: LoopbackServer, self_signed, real_bytes: bytes, monkeypatch
 ) -> None:
     """The advice works: REQUESTS_CA_BUNDLE naming the CA makes the same download succeed."""
     tls_server.content = real_bytes
@@ -555,7 +521,7 @@ def test_tls_with_the_ca_bundle_the_message_names(
     assert X.shape == (8124, 112) and tls_server.requests == 1
 
 
-def test_tls_to_a_plain_http_server(tmp_path: Path, server: _Server, monkeypatch) -> None:
+def test_tls_to_a_plain_http_server(tmp_path: Path, server: LoopbackServer, monkeypatch) -> None:
     _use_url(monkeypatch, server.url.replace("http://", "https://"))
     with pytest.raises(DataError, match=r"could not be downloaded .*\(TLS handshake failed \("):
         load_mushrooms(tmp_path)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import os
 import shutil
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +24,8 @@ from compress_bench.data.cifar10 import (
 )
 from compress_bench.data.pipeline import CIFAR10_MEAN, CIFAR10_STD
 from compress_bench.errors import ConfigError, DataError
-from tests.conftest import SHARED_DATASETS
+from tests._loopback import LoopbackServer, bypass_proxies
+from tests.conftest import SHARED_DATASETS, files_under, one_line
 
 SUBSET = "test_subset/test_batch_first1000.bin"
 BATCH_1 = Path("cifar10") / "cifar-10-batches-bin" / "data_batch_1.bin"
@@ -51,16 +50,6 @@ def batch_1(data_dir: Path):
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test here may reach the internet (the download test passes download=True)."""
     monkeypatch.setenv("COMPRESS_BENCH_OFFLINE", "1")
-
-
-def _files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def _one_line(exc: pytest.ExceptionInfo) -> str:
-    message = str(exc.value)
-    assert "\n" not in message
-    return message
 
 
 def test_data_batch_1(batch_1) -> None:
@@ -126,13 +115,13 @@ def test_corrupted_copy_is_rejected(data_dir: Path, tmp_path: Path) -> None:
     data = bytearray(target.read_bytes())
     data[123_456] ^= 0x01
     target.write_bytes(data)
-    before = _files_under(tmp_path)
+    before = files_under(tmp_path)
     with pytest.raises(DataError) as exc:
         load_cifar10(tmp_path, (1,), test_file=data_dir / "cifar10" / SUBSET)
-    message = _one_line(exc)
+    message = one_line(exc)
     assert str(target) in message and "nothing was used" in message
     assert hashlib.sha256(data).hexdigest() in message and CIFAR10.sha256(target.name) in message
-    assert _files_under(tmp_path) == before  # nothing written, nothing downloaded
+    assert files_under(tmp_path) == before  # nothing written, nothing downloaded
 
 
 def test_truncated_copy_names_the_size(data_dir: Path, tmp_path: Path) -> None:
@@ -141,22 +130,22 @@ def test_truncated_copy_names_the_size(data_dir: Path, tmp_path: Path) -> None:
         handle.truncate(30_730_000 - 5)
     with pytest.raises(DataError, match="30729995 bytes, expected 30730000") as exc:
         load_cifar10(tmp_path, (1,), test_file=data_dir / "cifar10" / SUBSET)
-    _one_line(exc)
+    one_line(exc)
 
 
 def test_missing_file_while_offline(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_cifar10(tmp_path, (1, 2))
-    message = _one_line(exc)
+    message = one_line(exc)
     assert str(tmp_path / BATCH_1) in message and "(and 2 more)" in message
     assert CIFAR10.url in message and "COMPRESS_BENCH_OFFLINE" in message
-    assert _files_under(tmp_path) == []
+    assert files_under(tmp_path) == []
 
 
 def test_missing_alternative_test_file(data_dir: Path) -> None:
     with pytest.raises(DataError, match="never downloaded") as exc:
         load_cifar10(data_dir, (), test_file="test_subset/absent.bin")
-    _one_line(exc)
+    one_line(exc)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +157,7 @@ def test_malformed_alternative_test_file(tmp_path: Path, content: bytes, reason:
     path.write_bytes(content)
     with pytest.raises(DataError, match=reason) as exc:
         load_cifar10(tmp_path, (), test_file=path)
-    _one_line(exc)
+    one_line(exc)
 
 
 @pytest.mark.parametrize("batches", [(0,), (6,), (1, 1), (True,)])
@@ -178,37 +167,6 @@ def test_bad_batch_numbers(tmp_path: Path, batches) -> None:
 
 
 # --- download from a fake archive over loopback ---------------------------------------------
-
-
-class _Server:
-    """Serves ``content`` (with ``status``) at every path on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.content, self.status, self.requests = b"", 200, 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                outer.requests += 1
-                self.send_response(outer.status)
-                self.send_header("Content-Length", str(len(outer.content)))
-                self.end_headers()
-                self.wfile.write(outer.content)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cifar-10-binary.tar.gz"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 def _fake_archive() -> tuple[bytes, dict[str, bytes]]:
@@ -229,9 +187,11 @@ def _fake_archive() -> tuple[bytes, dict[str, bytes]]:
 
 
 @pytest.fixture
-def fake_cifar(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, dict[str, bytes]]]:
+def fake_cifar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[LoopbackServer, dict[str, bytes]]]:
     archive, members = _fake_archive()
-    server = _Server()
+    server = LoopbackServer("cifar-10-binary.tar.gz")
     server.content = archive
     spec = dataclasses.replace(
         CIFAR10,
@@ -241,9 +201,7 @@ def fake_cifar(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Server, dict[
         records_per_file=2,
     )
     monkeypatch.setattr(cifar10_mod, "CIFAR10", spec)
-    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    bypass_proxies(monkeypatch)
     yield server, members
     server.close()
 
@@ -258,7 +216,7 @@ def test_download_installs_verified_members(tmp_path: Path, fake_cifar) -> None:
     assert torch.equal(data.train_images.reshape(4, -1), torch.from_numpy(expected[:, 1:].copy()))
     assert len(data.test_labels) == 2
     folder = "cifar10/cifar-10-batches-bin"
-    assert _files_under(tmp_path) == ["cifar10", folder] + sorted(
+    assert files_under(tmp_path) == ["cifar10", folder] + sorted(
         f"{folder}/{name}" for name in members
     )  # every official member, no archive, no staging folder, no batches.meta.txt
     load_cifar10(tmp_path, (3, 4, 5))  # offline now: all present
@@ -270,8 +228,8 @@ def test_download_of_a_corrupted_archive_leaves_nothing(tmp_path: Path, fake_cif
     server.content = server.content[:-1] + bytes([server.content[-1] ^ 1])
     with pytest.raises(DataError, match="could not be downloaded") as exc:
         load_cifar10(tmp_path / "data", (1,), download=True)
-    assert "checksum mismatch" in _one_line(exc)
-    assert _files_under(tmp_path) == []  # the folders it created are gone too
+    assert "checksum mismatch" in one_line(exc)
+    assert files_under(tmp_path) == []  # the folders it created are gone too
 
 
 def test_download_http_error(tmp_path: Path, fake_cifar) -> None:
@@ -279,8 +237,8 @@ def test_download_http_error(tmp_path: Path, fake_cifar) -> None:
     server.status, server.content = 404, b"not here"
     with pytest.raises(DataError, match="HTTP 404") as exc:
         load_cifar10(tmp_path, (1,), download=True)
-    _one_line(exc)
-    assert _files_under(tmp_path) == []
+    one_line(exc)
+    assert files_under(tmp_path) == []
 
 
 def test_offline_does_not_touch_the_network(tmp_path: Path, fake_cifar) -> None:

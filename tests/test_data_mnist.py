@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import http.server
 import os
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,8 @@ import torch
 from compress_bench.data import mnist as mnist_mod
 from compress_bench.data.mnist import MNIST, IdxFile, load_mnist
 from compress_bench.errors import DataError
-from tests.conftest import SHARED_DATASETS
+from tests._loopback import LoopbackServer, bypass_proxies
+from tests.conftest import SHARED_DATASETS, files_under, one_line
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -42,16 +41,6 @@ def mnist(data_dir: Path):
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMPRESS_BENCH_OFFLINE", "1")
-
-
-def _files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def _one_line(exc: pytest.ExceptionInfo) -> str:
-    message = str(exc.value)
-    assert "\n" not in message
-    return message
 
 
 def test_shapes_and_dtypes(mnist) -> None:
@@ -95,12 +84,12 @@ def test_flipped_byte_in_the_gzip_stream(data_dir: Path, tmp_path: Path) -> None
     data = bytearray((data_dir / "mnist" / name).read_bytes())
     data[len(data) // 2] ^= 0x01
     path = _linked_copy(data_dir, tmp_path, name, bytes(data))
-    before = _files_under(tmp_path)
+    before = files_under(tmp_path)
     with pytest.raises(DataError) as exc:
         load_mnist(tmp_path)
-    message = _one_line(exc)
+    message = one_line(exc)
     assert str(path) in message and "corrupted" in message and "nothing was used" in message
-    assert _files_under(tmp_path) == before
+    assert files_under(tmp_path) == before
 
 
 def test_valid_gzip_of_other_content(data_dir: Path, tmp_path: Path) -> None:
@@ -109,7 +98,7 @@ def test_valid_gzip_of_other_content(data_dir: Path, tmp_path: Path) -> None:
     path = _linked_copy(data_dir, tmp_path, MNIST.test_labels.name, gzip.compress(bytes(content)))
     with pytest.raises(DataError) as exc:
         load_mnist(tmp_path)
-    message = _one_line(exc)
+    message = one_line(exc)
     assert str(path) in message
     assert hashlib.sha256(content).hexdigest() in message and MNIST.test_labels.sha256 in message
 
@@ -117,10 +106,10 @@ def test_valid_gzip_of_other_content(data_dir: Path, tmp_path: Path) -> None:
 def test_missing_files_while_offline(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         load_mnist(tmp_path)
-    message = _one_line(exc)
+    message = one_line(exc)
     assert "train-images-idx3-ubyte.gz not found (and 3 more)" in message
     assert "COMPRESS_BENCH_OFFLINE" in message and MNIST.mirrors[0] in message
-    assert _files_under(tmp_path) == []
+    assert files_under(tmp_path) == []
 
 
 # --- download over loopback, from the second mirror -----------------------------------------
@@ -131,40 +120,8 @@ def _idx(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-class _Mirrors:
-    """Loopback server: ``/bad/...`` answers 404, ``/good/<name>`` serves ``files[name]``."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                outer.requests.append(self.path)
-                body = files.get(self.path.rsplit("/", 1)[-1]) if "/good/" in self.path else None
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def fake_mirrors(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Mirrors, dict]]:
+def fake_mirrors(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoopbackServer, dict]]:
     rng = np.random.default_rng(0)
     arrays = {
         "train_images": rng.integers(0, 256, (3, 28, 28)),
@@ -178,14 +135,13 @@ def fake_mirrors(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Mirrors, di
         content = _idx(array)
         entries[field] = IdxFile(name, hashlib.sha256(content).hexdigest(), array.shape)
         files[name] = gzip.compress(content)
-    server = _Mirrors(files)
+    # /bad/... answers 404, /good/<name> serves the file
+    server = LoopbackServer(routes={f"/good/{name}": body for name, body in files.items()})
     spec = dataclasses.replace(
         MNIST, mirrors=(f"{server.base}/bad/", f"{server.base}/good/"), **entries
     )
     monkeypatch.setattr(mnist_mod, "MNIST", spec)
-    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    bypass_proxies(monkeypatch)
     yield server, arrays
     server.close()
 
@@ -195,10 +151,10 @@ def test_download_falls_back_to_the_next_mirror(tmp_path: Path, fake_mirrors) ->
     data = load_mnist(tmp_path, download=True)
     assert torch.equal(data.train_images[:, 0], torch.from_numpy(arrays["train_images"]).byte())
     assert data.test_labels.tolist() == arrays["test_labels"].tolist()
-    assert len(server.requests) == 8  # each file: first mirror 404, second mirror 200
-    assert _files_under(tmp_path) == ["mnist"] + sorted(f"mnist/{f.name}" for f in MNIST.files)
+    assert server.requests == 8  # each file: first mirror 404, second mirror 200
+    assert files_under(tmp_path) == ["mnist"] + sorted(f"mnist/{f.name}" for f in MNIST.files)
     load_mnist(tmp_path)  # offline now: all present
-    assert len(server.requests) == 8
+    assert server.requests == 8
 
 
 def test_download_only_the_missing_file(tmp_path: Path, fake_mirrors) -> None:
@@ -206,9 +162,9 @@ def test_download_only_the_missing_file(tmp_path: Path, fake_mirrors) -> None:
     load_mnist(tmp_path, download=True)
     name = MNIST.test_labels.name
     (tmp_path / "mnist" / name).unlink()
-    server.requests.clear()
+    server.paths.clear()
     load_mnist(tmp_path, download=True)
-    assert server.requests == [f"/bad/{name}", f"/good/{name}"]
+    assert server.paths == [f"/bad/{name}", f"/good/{name}"]
 
 
 def test_download_from_no_mirror(tmp_path: Path, fake_mirrors, monkeypatch) -> None:
@@ -217,8 +173,8 @@ def test_download_from_no_mirror(tmp_path: Path, fake_mirrors, monkeypatch) -> N
     monkeypatch.setattr(mnist_mod, "MNIST", spec)
     with pytest.raises(DataError, match="HTTP 404") as exc:
         load_mnist(tmp_path / "data", download=True)
-    _one_line(exc)
-    assert _files_under(tmp_path) == []
+    one_line(exc)
+    assert files_under(tmp_path) == []
 
 
 def test_corrupted_download_is_not_installed(tmp_path: Path, fake_mirrors, monkeypatch) -> None:
@@ -230,7 +186,7 @@ def test_corrupted_download_is_not_installed(tmp_path: Path, fake_mirrors, monke
     monkeypatch.setattr(mnist_mod, "MNIST", dataclasses.replace(mnist_mod.MNIST, test_labels=wrong))
     with pytest.raises(DataError, match="corrupted") as exc:
         load_mnist(tmp_path, download=True)
-    assert "0" * 64 in _one_line(exc)
+    assert "0" * 64 in one_line(exc)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         f.name for f in MNIST.files if f.name != name
     )  # not installed, no staging folder left

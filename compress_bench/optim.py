@@ -63,12 +63,19 @@ class ServerOptimizer:
         self, x: torch.Tensor, direction: torch.Tensor, state: dict[str, Any], k: int
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         lr = self.lr_at(k)
-        if self.weight_decay:
-            direction = direction + self.weight_decay * x
+        if not (self.weight_decay or self.momentum):
+            return x - lr * direction, state  # gd: the methods' former expression, bit for bit
+        # sgd: two fresh tensors and three passes over d (x, the direction and the old buffer
+        # are left as they are: the runner may refuse the round)
+        buffer = torch.add(direction, x, alpha=self.weight_decay) if self.weight_decay else None
         if self.momentum:
-            buffer = self.momentum * state["momentum"] + direction
-            return x - lr * buffer, {"momentum": buffer}
-        return x - lr * direction, state
+            old = state["momentum"]
+            if buffer is None:
+                buffer = torch.add(direction, old, alpha=self.momentum)
+            else:
+                buffer.add_(old, alpha=self.momentum)
+            state = {"momentum": buffer}
+        return torch.add(x, buffer, alpha=-lr), state
 
 
 def build_optimizer(cfg: Any, lr: float, rounds: int) -> ServerOptimizer:

@@ -16,7 +16,7 @@ class SimulatedCommunicator:
 
     def average(self, message: Message) -> torch.Tensor:
         """(1/n) sum_i values_i, shape (d,)."""
-        return message.values.mean(dim=0)
+        return message.worker_mean()
 
     def majority_vote(self, message: Message) -> torch.Tensor:
         """sgn(sum_i values_i) with sgn(0) = 0, shape (d,): the server's majority vote over

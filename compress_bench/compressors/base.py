@@ -123,6 +123,10 @@ class Message:
         """(n,) int64 exact uplink bits per worker."""
         return self.value_count * self.value_bits + self.side_bits
 
+    def worker_mean(self) -> torch.Tensor:
+        """(1/n) sum_i values_i, shape (d,): what an averaging all-reduce delivers."""
+        return self.values.mean(dim=0)
+
     def sent(self) -> torch.Tensor:
         """(n, d) bool mask of the coordinates on the wire (all True for a dense message)."""
         if self.kept is None:

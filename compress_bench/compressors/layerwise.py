@@ -22,6 +22,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -170,21 +171,49 @@ class Layerwise:
         return f"layerwise({self.parts[0]!r}, tensors={len(self.layout)}, ratio={self.ratio})"
 
 
+class Concatenated(Message):
+    """The tensors' messages side by side (:func:`merge`): counts and bits are summed per
+    worker at once, while the (n, d) ``values`` and ``kept`` are concatenated on first use
+    only. A round of DCGD never needs them: the workers' mean is taken per tensor
+    (:meth:`worker_mean`), which saves copying the whole (n, d) message once more (for
+    ResNet18, 89 MB of values and 22 MB of mask per round at n = 2)."""
+
+    def __init__(self, parts: tuple[Message, ...]):
+        count = sum(m.value_count for m in parts)
+        bits = sum(m.bits for m in parts)
+        value_bits = parts[0].value_bits  # the same operator on every tensor
+        for key, value in (
+            ("value_count", count),
+            ("value_bits", value_bits),
+            ("side_bits", bits - count * value_bits),
+            ("scalar", None),
+            ("format", None),
+            ("parts", parts),
+        ):
+            object.__setattr__(self, key, value)
+
+    @cached_property
+    def values(self) -> torch.Tensor:  # noqa: D102 - see the class docstring
+        return torch.cat([m.values for m in self.parts], dim=1)
+
+    @cached_property
+    def kept(self) -> torch.Tensor | None:
+        if all(m.kept is None for m in self.parts):
+            return None
+        return torch.cat([m.sent() for m in self.parts], dim=1)
+
+    def worker_mean(self) -> torch.Tensor:
+        if "values" in self.__dict__:
+            return self.values.mean(dim=0)
+        return torch.cat([m.values.mean(dim=0) for m in self.parts])
+
+
 def merge(messages: list[Message]) -> Message:
-    """The tensors' messages side by side: values and masks concatenated, counts and bits
-    summed per worker; ``parts`` keeps each (the wire sends them one after the other)."""
+    """The tensors' messages side by side (see :class:`Concatenated`); ``parts`` keeps each
+    (the wire sends them one after the other)."""
     if len(messages) == 1:
         return replace(messages[0], parts=(messages[0],))
-    values = torch.cat([m.values for m in messages], dim=1)
-    kept = None
-    if any(m.kept is not None for m in messages):
-        kept = torch.cat([m.sent() for m in messages], dim=1)
-    count = sum(m.value_count for m in messages)
-    bits = sum(m.bits for m in messages)
-    value_bits = messages[0].value_bits  # the same operator on every tensor
-    return Message(
-        values, count, value_bits, bits - count * value_bits, kept, parts=tuple(messages)
-    )
+    return Concatenated(tuple(messages))
 
 
 def layerwise(build: Callable[[float], Chain], layout: Layout, ratio: float) -> Layerwise:

@@ -84,10 +84,10 @@ class ImageClassification(Problem):
     def _load(self, x: torch.Tensor) -> None:
         nn.utils.vector_to_parameters(x.detach(), self.params)
 
-    def _worker_grad(self, images: torch.Tensor, labels: torch.Tensor):
+    def _forward_backward(self, images: torch.Tensor, labels: torch.Tensor):
+        """One worker's minibatch loss and its gradient, tensor by tensor."""
         loss = F.cross_entropy(self.model(images), labels)
-        grads = torch.autograd.grad(loss, self.params)
-        return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
+        return loss.detach(), torch.autograd.grad(loss, self.params)
 
     def next_batches(self) -> None:
         """Every worker's next minibatch (the round's data), augmented on the device."""
@@ -113,7 +113,8 @@ class ImageClassification(Problem):
         for i in range(self.n_workers):
             if not same:
                 self._load(X[i])
-            losses[i], grads[i] = self._worker_grad(images[i], labels[i])
+            losses[i], tensors = self._forward_backward(images[i], labels[i])
+            torch.cat([g.reshape(-1) for g in tensors], out=grads[i])  # no flat temporary
         self.evaluations += 1
         return losses, grads
 

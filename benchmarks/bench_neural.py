@@ -22,6 +22,9 @@ from compress_bench.runner import build_run
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="rounds run first and not counted (allocator)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cpu")
@@ -69,15 +72,15 @@ def main() -> None:
     method.aggregate = timed("aggregation", method.aggregate)
     method.optimizer.step = timed("server update", method.optimizer.step)
     round_time = 0.0
-    for k in range(args.rounds + 1):  # round 0 warms up and is not counted
-        counting[0] = k > 0
+    for k in range(args.warmup + args.rounds):
+        counting[0] = k >= args.warmup
         sync()
         t0 = time.perf_counter()
         losses, grads = problem.stochastic_grads(x)
         proposal = method.step(x, Evaluation(losses, grads), state, run.streams, k)
         x, state = proposal.x, proposal.state
         sync()
-        if k:
+        if counting[0]:
             round_time += time.perf_counter() - t0
     # the oracle's own time besides the passes: loading x into the model, flattening
     oracle = timing.pop("gradient oracle")

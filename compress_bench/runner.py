@@ -34,6 +34,7 @@ from compress_bench.compressors.chain import chain
 from compress_bench.compressors.layerwise import layerwise, tensor_k
 from compress_bench.config import validate
 from compress_bench.errors import ConfigError, Interrupted
+from compress_bench.memory import keep_freed_memory
 from compress_bench.methods import method_class
 from compress_bench.optim import build_optimizer
 from compress_bench.problems import build_problem
@@ -137,6 +138,8 @@ def build_run(cfg: DictConfig) -> Run:
     plain = plain_config(cfg)
     torch.set_num_threads(resolve_threads(plain.get("threads")))
     device = resolve_device(plain.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults on the round's large tensors (memory.py)
     dtype = getattr(torch, plain.dtype)
     problem = build_problem(
         plain.problem, plain.n_workers, plain.seed, device, dtype, plain.data_dir

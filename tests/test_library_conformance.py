@@ -111,6 +111,24 @@ def test_layerwise_k_per_tensor_and_bits():
     assert tensor_ratio(0.29, 100) == 0.29  # the ceiling of 28.999999999999996 is 29
 
 
+def test_layerwise_message_assembles_on_demand_and_averages_per_tensor():
+    """The concatenated message's workers' mean is taken tensor by tensor without building
+    the (n, d) values; it equals the mean of the assembled values bit for bit, and values and
+    mask equal the tensors' side by side."""
+    layout = Layout.blocks([64, 32, 16], 112)
+    op = layerwise(lambda r: chain(build_compressor({"name": "top_k"}, ratio=r)), layout, 0.3)
+    G = testing.inputs(4, 112)
+    message, _ = op.compress(G, op.init_state(4, 112, G.device, G.dtype), None, None)
+    mean = message.worker_mean()
+    assert "values" not in vars(message)  # nothing assembled for the mean
+    assert torch.equal(mean, message.values.mean(dim=0))
+    parts = message.parts
+    assert torch.equal(message.values, torch.cat([p.values for p in parts], dim=1))
+    assert torch.equal(message.kept, torch.cat([p.sent() for p in parts], dim=1))
+    assert torch.equal(message.worker_mean(), mean)  # from the assembled values now
+    assert torch.equal(message.bits, sum(p.bits for p in parts))
+
+
 def test_layerwise_of_one_tensor_is_the_global_operator_up_to_the_ceiling():
     """With one tensor and ratio * d an integer, layerwise equals the global operator."""
     G = testing.inputs(3, 30)

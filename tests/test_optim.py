@@ -16,7 +16,9 @@ def _directions(steps: int, d: int = 7) -> list[torch.Tensor]:
     return [torch.randn(d, generator=gen, dtype=torch.float64) for _ in range(steps)]
 
 
-@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.0, 0.0), (0.9, 0.0), (0.0, 5e-4), (0.9, 0.1)])
+@pytest.mark.parametrize(
+    ("momentum", "weight_decay"), [(0.0, 0.0), (0.9, 0.0), (0.0, 5e-4), (0.9, 0.1)]
+)
 def test_sgd_matches_torch_optim_sgd(momentum, weight_decay):
     """x_{k+1} = x_k - lr b_{k+1}, b_{k+1} = mu b_k + g_k + lambda x_k: torch.optim.SGD with
     dampening 0, fed the same directions as gradients."""

@@ -5,6 +5,10 @@ ResNet18 on CIFAR-10, batch 32 per worker, n = 2, TopK + power-of-two, granulari
 with momentum, on the CPU with the thread count the run uses (``--threads``, default 1).
 Goal: the share outside forward/backward under 10%, and the data pipeline never the
 bottleneck (its images/s against the model's forward/backward images/s).
+
+``--importance-steps K`` (K > 0) also prices the md_* importance solver (spec 12, variant
+thesis_resnet, MD Weighted Greedy) per tensor and joint: one round that solves with K steps,
+its gradient calls and seconds per step beyond the round's own forward/backward.
 """
 
 from __future__ import annotations
@@ -28,8 +32,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--importance-steps", type=int, default=0)
     args = parser.parse_args()
-    cfg = compose_config(
+    round_split(args)
+    if args.importance_steps > 0:
+        for scope in ("tensor", "joint"):
+            importance_cost(args, scope)
+
+
+def neural_config(args, *overrides: str):
+    return compose_config(
         "problem=cifar10_resnet18",
         "problem.train_batches=[1]",
         "problem.test_file=test_subset/test_batch_first1000.bin",
@@ -43,7 +55,40 @@ def main() -> None:
         "dtype=float32",
         f"device={args.device}",
         f"threads={args.threads}",
+        *overrides,
     )
+
+
+def importance_cost(args, scope: str) -> None:
+    """Seconds and gradient calls of one solve of K steps (beyond the round's own pass)."""
+    run = build_run(
+        neural_config(
+            args,
+            "compressor=md_weighted_greedy",
+            "importance=thesis_resnet",
+            f"importance.steps={args.importance_steps}",
+            f"importance.scope={scope}",
+        )
+    )
+    problem, method = run.problem, run.method
+    x = problem.initial_point()
+    state = method.init_state(x)
+    losses, grads = problem.stochastic_grads(x)
+    calls = problem.evaluations
+    start = time.perf_counter()
+    method.step(x, Evaluation(losses, grads), state, run.streams, 0)  # round 0 solves
+    seconds = time.perf_counter() - start
+    calls = problem.evaluations - calls
+    steps = args.importance_steps
+    print(
+        f"importance scope={scope}: {steps} steps, {calls} gradient calls "
+        f"({calls / steps:.0f} per step, each a forward/backward of every worker), "
+        f"{seconds:.2f} s ({seconds / steps:.2f} s per step)"
+    )
+
+
+def round_split(args) -> None:
+    cfg = neural_config(args)
     run = build_run(cfg)
     problem, method = run.problem, run.method
     x = problem.initial_point()

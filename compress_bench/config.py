@@ -74,11 +74,18 @@ class Weights(Enum):
 class ImportanceVariant(Enum):
     spec = "spec"
     thesis_code = "thesis_code"
+    thesis_resnet = "thesis_resnet"
 
 
 class ImportanceInit(Enum):
     uniform = "uniform"
     abs_grad = "abs_grad"
+    random = "random"
+
+
+class ImportanceScope(Enum):
+    tensor = "tensor"
+    joint = "joint"
 
 
 class Device(Enum):
@@ -260,6 +267,8 @@ class ImportanceConfig:
     entropy: float = bounded(0.0, ge=0)
     warm_start: bool = True
     init: ImportanceInit = ImportanceInit.uniform
+    every: int = bounded(1, ge=1)  # run the solver on rounds 0, every, 2 every, ...
+    scope: ImportanceScope = ImportanceScope.tensor  # granularity=layer: per tensor or joint
 
 
 @dataclass
@@ -411,7 +420,11 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "md_greedy_weighted": MDWeightedConfig,
         "md_weighted_greedy": MDWeightedConfig,
     },
-    "importance": {"spec": ImportanceConfig, "thesis_code": ImportanceConfig},
+    "importance": {
+        "spec": ImportanceConfig,
+        "thesis_code": ImportanceConfig,
+        "thesis_resnet": ImportanceConfig,
+    },
     "quantizer": {
         "none": NoQuantizerConfig,
         "power_of_two": PowerOfTwoConfig,

@@ -102,3 +102,26 @@ def test_what_a_network_cannot_do_is_one_line(tmp_path, override, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+@needs_cifar
+def test_thesis_cifar_smoke_sweep_draws_the_two_panel_figure(tmp_path):
+    """experiment=thesis_cifar_smoke (TopK and MD Weighted Greedy with the joint importance
+    solve) runs as a sweep, and the thesis_cifar figure and table are drawn from it."""
+    from compress_bench.report.figures import thesis_cifar
+
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        "experiment=thesis_cifar_smoke",
+        f"hydra.sweep.dir={sweep}",
+        "progress=false",
+        cwd=tmp_path,
+        env=DATA,
+    )
+    assert result.returncode == 0, result.stderr
+    table = thesis_cifar(sweep, tmp_path / "cifar.png")
+    assert sorted(table["operator"]) == ["MD Weighted Greedy", "TopK"]  # one quantizer
+    assert (table["status"] == "completed").all()
+    assert (table["epochs"] == 0.5).all()  # 2 rounds of 16 of a 64-image shard
+    assert (tmp_path / "cifar.png").stat().st_size > 10_000

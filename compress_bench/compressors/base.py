@@ -76,13 +76,16 @@ class RoundContext:
     """What a compressor may know about the round besides its input.
 
     ``round_index`` seeds shared-seed streams; ``x``, ``lr`` and ``problem`` are there for
-    operators that look at the objective (the importance-based family).
+    operators that look at the objective (the importance-based family). ``log_weights`` is the
+    importance a joint solve over all tensors already found for this operator's tensor
+    (``importance.scope=joint``); the operator then uses it instead of solving.
     """
 
     round_index: int = 0
     x: torch.Tensor | None = None
     lr: float | None = None
     problem: Any = None
+    log_weights: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

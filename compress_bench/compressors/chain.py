@@ -132,6 +132,11 @@ class Chain:
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
         return (self.compressor.init_state(n_workers, d, device, dtype),)
 
+    @staticmethod
+    def compressor_state(state: Any) -> Any:
+        """The compressor's own part of this chain's state (the quantizers keep none)."""
+        return state[0]
+
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:

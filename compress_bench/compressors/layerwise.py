@@ -13,7 +13,9 @@ the largest of the tensors' deltas, and likewise omega the largest omega.
 
 The importance-based operators (needs_objective) query the objective of their own tensor with
 the other tensors fixed at x (spec 12, variant ``thesis_resnet``): their problem is a
-:class:`BlockView` of the full one.
+:class:`BlockView` of the full one. With ``importance.scope=joint`` one solve over the whole
+model finds every tensor's w instead (one forward/backward per step rather than one per tensor
+and step), and each tensor's operator selects with its block of it.
 """
 
 from __future__ import annotations
@@ -128,14 +130,39 @@ class Layerwise:
         view = BlockView(ctx.problem, columns, ctx.x)
         return replace(ctx, x=ctx.x[columns], problem=view)
 
+    def _joint_solver(self):
+        """The importance solver when it moves every tensor's w at once (scope joint)."""
+        if not self.tags.needs_objective:
+            return None
+        solver = self.parts[0].compressor.solver
+        return solver if solver.scope == "joint" else None
+
+    def _joint_log_weights(
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext | None
+    ) -> torch.Tensor | None:
+        """One solve over all tensors, each on its own simplex (one forward/backward of the
+        whole model per step), on the rounds the solver runs; None otherwise (the tensors'
+        operators then keep their last w)."""
+        solver = self._joint_solver()
+        if solver is None or ctx is None or ctx.x is None:
+            return None
+        zs = [p.compressor_state(s)["log_weights"] for p, s in zip(self.parts, state, strict=True)]
+        previous = None if any(z is None for z in zs) else torch.cat(zs, dim=1)
+        if not solver.due(previous, ctx.round_index):
+            return None
+        blocks = tuple(self.layout.slices())
+        return solver.solve(previous, ctx.x, G, ctx.lr, ctx.problem, rng, blocks)
+
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
+        joint = self._joint_log_weights(G, state, rng, ctx)
         messages, states = [], []
         for part, columns, part_state in zip(self.parts, self.layout.slices(), state, strict=True):
-            message, new_state = part.compress(
-                G[:, columns], part_state, rng, self._context(ctx, columns)
-            )
+            part_ctx = self._context(ctx, columns)
+            if joint is not None:
+                part_ctx = replace(part_ctx, log_weights=joint[:, columns])
+            message, new_state = part.compress(G[:, columns], part_state, rng, part_ctx)
             messages.append(message)
             states.append(new_state)
         return merge(messages), tuple(states)

@@ -90,16 +90,24 @@ class _ImportanceCompressor(Compressor):
     def _k(self, d: int) -> int:
         return min(k_from_ratio(self.ratio, d), d)
 
-    def importance(self, G: torch.Tensor, state: Any, ctx: RoundContext) -> torch.Tensor:
-        """The solver's new log-weights z, (n, d); w = softmax(z)."""
-        if ctx.problem is None or ctx.x is None or ctx.lr is None:
+    def importance(
+        self, G: torch.Tensor, state: Any, ctx: RoundContext, rng: Streams | None = None
+    ) -> torch.Tensor:
+        """The log-weights z, (n, d), w = softmax(z): the solver's on the rounds it runs
+        (``importance.every``), the last ones in between, or those of a joint solve."""
+        if ctx is not None and ctx.log_weights is not None:
+            return ctx.log_weights
+        previous = state["log_weights"]
+        if ctx is not None and not self.solver.due(previous, ctx.round_index):
+            return previous
+        if ctx is None or ctx.problem is None or ctx.x is None or ctx.lr is None:
             raise ValueError(f"{self.name} needs the round's problem, x and lr (RoundContext)")
-        return self.solver.solve(state["log_weights"], ctx.x, G, ctx.lr, ctx.problem)
+        return self.solver.solve(previous, ctx.x, G, ctx.lr, ctx.problem, rng)
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
     ) -> tuple[Message, Any]:
-        z = self.importance(G, state, ctx)
+        z = self.importance(G, state, ctx, rng)
         w = torch.softmax(z, dim=1)
         d = G.shape[1]
         k = self._k(d)

@@ -25,9 +25,9 @@ from compress_bench.runner import build_run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
-        "--warmup", type=int, default=2, help="rounds run first and not counted (allocator)"
+        "--warmup", type=int, default=4, help="rounds run first and not counted (the allocator)"
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)

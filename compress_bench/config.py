@@ -151,6 +151,8 @@ class LogRegConfig:
     # block sizes splitting x into named tensors block0, block1, ... (granularity=layer
     # compresses each on its own); None: one tensor
     layout: list[int] | None = None
+    # rows per worker and round (distributed compressed SGD); None: the full shard
+    batch_size: int | None = bounded(None, ge=1)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from compress_bench.config import validate
 from compress_bench.errors import ConfigError, Interrupted
 from compress_bench.memory import keep_freed_memory
 from compress_bench.methods import method_class
+from compress_bench.methods.base import Evaluation
 from compress_bench.optim import build_optimizer
 from compress_bench.problems import build_problem
 from compress_bench.report import (
@@ -154,6 +155,11 @@ def build_run(cfg: DictConfig) -> Run:
     if problem.constants() is None:
         _refuse_what_needs_constants(plain)
     lr = resolve_lr(plain.lr, plain.lr_mult, method_cls, operator, problem)
+    if plain.lr == "auto" and getattr(problem, "minibatch", False):
+        log.warning(
+            "lr=auto with problem.batch_size: the step is the full-batch theory's; the "
+            "minibatch noise is not in it"
+        )
     method_options = {key: value for key, value in plain.method.items() if key != "name"}
     method = method_cls(
         problem=problem,
@@ -336,6 +342,9 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     progress = _Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
+    minibatch = getattr(problem, "minibatch", False)
+    if resumed is not None and minibatch:
+        problem.set_data_state(resumed.data)
 
     def run_state(k: int, writer: MetricsWriter) -> RunState:
         return RunState(
@@ -343,6 +352,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
             x=x,
             method=state,  # the server optimizer's state included (state["optimizer"])
             streams=run.streams.get_state(),
+            data=problem.get_data_state() if minibatch else {},
             ledger={
                 "total": bits.total,
                 "thesis_total": bits.thesis_total,
@@ -371,8 +381,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 # a SIGTERM/SIGINT held during the last round stops here
                 checkpoints.round_start(k, start_round, lambda k=k: run_state(k, writer))
                 grad_evals = problem.evaluations
-                ev = method.evaluate(x)
-                loss, grad_norm = float(ev.loss), float(ev.grad.norm())
+                ev, full = _evaluate(problem, method, x, minibatch)
+                loss, grad_norm = float(full.loss), float(full.grad.norm())
                 if grad0 is None:
                     grad0 = grad_norm
                 rel = grad_norm / grad0 if grad0 > 0 else 0.0
@@ -429,6 +439,18 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         )
     plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=_title(summary))
     return summary
+
+
+def _evaluate(problem, method, x: torch.Tensor, minibatch: bool):
+    """(what the workers step with, what the metrics report) at x: the same full-batch
+    evaluation, or with ``problem.batch_size`` the round's minibatch gradients and the
+    full-data loss and gradient (which the metrics need and no worker pays for)."""
+    if not minibatch:
+        ev = method.evaluate(x)
+        return ev, ev
+    problem.next_batches()
+    full = Evaluation(*problem.shard_loss_and_grad(x.expand(problem.n_workers, -1)))
+    return method.evaluate(x), full
 
 
 def _no_error() -> float:

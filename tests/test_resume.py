@@ -67,8 +67,11 @@ def kill_and_resume(tmp_path, data_dir, args, wait_rows: int, timeout: float = 3
     return want
 
 
-def test_logreg_killed_and_resumed_is_bit_for_bit(tmp_path, mushrooms_dir):
+@pytest.mark.parametrize("extra", [[], ["problem.batch_size=16"]], ids=["full", "minibatch"])
+def test_logreg_killed_and_resumed_is_bit_for_bit(tmp_path, mushrooms_dir, extra):
+    """Full batch, and minibatches (the data-order stream is in the checkpoint)."""
     args = [
+        *extra,
         "method=ef21",
         "quantizer=natural",
         "n_workers=4",

@@ -70,10 +70,11 @@ def nonzero_1d(mask: torch.Tensor) -> torch.Tensor:
         return mask.nonzero().view(-1)
     head = (-mask.storage_offset()) % _LANES
     body = (n - head) // _LANES * _LANES
-    words = mask[head : head + body].view(torch.int64).nonzero().view(-1)
-    lanes = torch.arange(head, head + _LANES, device=mask.device)
-    positions = (words.unsqueeze(1) * _LANES + lanes).view(-1)
-    positions = positions[mask[positions]]
+    words = mask[head : head + body].view(torch.int64)
+    hit = words.nonzero().view(-1)  # the words holding a True entry
+    # their bytes, in memory order (entry 8 w + j is byte j of word w on any byte order)
+    lanes = words[hit].view(torch.uint8).view(-1, _LANES).nonzero()
+    positions = hit[lanes[:, 0]] * _LANES + (lanes[:, 1] + head)
     parts = [positions]
     if head:
         parts.insert(0, mask[:head].nonzero().view(-1))
@@ -136,9 +137,15 @@ def _bracket(sample: torch.Tensor, k: int, d: int) -> tuple[float | None, float 
     half = BRACKET_Z * math.sqrt(m * p * (1.0 - p)) + 2.0
     i_hi = math.floor(centre - half)  # 0-based ranks in descending order
     i_lo = math.ceil(centre + half)
-    # the value of descending rank i is the (m - i)-th smallest (kthvalue counts from 1)
-    hi = float(torch.kthvalue(sample, m - i_hi).values) if i_hi >= 0 else None
-    lo = float(torch.kthvalue(sample, m - i_lo).values) if i_lo < m else None
+    # one top-k of the sample holds both ranks (half the time of two kthvalue calls): lo is
+    # its smallest value, hi the one of descending rank i_hi among them (kthvalue counts the
+    # smallest from 1)
+    if i_lo < m:
+        top = torch.topk(sample, i_lo + 1, sorted=False).values
+        lo = float(top.min())
+    else:
+        top, lo = sample, None
+    hi = float(torch.kthvalue(top, top.numel() - i_hi).values) if i_hi >= 0 else None
     return lo, hi
 
 

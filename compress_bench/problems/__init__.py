@@ -13,7 +13,7 @@ from compress_bench.layout import Layout
 from compress_bench.problems.base import Problem, Reference
 from compress_bench.problems.logreg import LogisticRegression, synthetic_logreg_data
 from compress_bench.problems.splits import split_indices
-from compress_bench.rng import STREAM_INIT, generator
+from compress_bench.rng import STREAM_DATA_ORDER, STREAM_INIT, generator
 
 __all__ = [
     "PROBLEMS",
@@ -137,6 +137,14 @@ def _logreg(cfg, features, labels, n_workers, seed, device, dtype) -> LogisticRe
         cache_dir() / "reference",
         storage=str(cfg.get("storage", "auto")),
     )
+    batch_size = cfg.get("batch_size")
+    if batch_size is not None:
+        try:
+            problem.use_minibatches(
+                int(batch_size), generator(seed, STREAM_DATA_ORDER, device=problem.device)
+            )
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
     blocks = cfg.get("layout")
     if blocks is not None:
         try:

@@ -7,6 +7,15 @@ grad f_i(x) = -(1/m_i) sum_j b_j sigma(-b_j a_j^T x) a_j + lambda x.
 The shards are stored as one zero-padded tensor ``Z`` of shape (n, m_max, d) whose rows are
 b_j a_j, with per-row weights 1/m_i (0 on padding), so all n local losses and gradients are
 two batched matrix products.
+
+Minibatches (``batch_size`` = b, :meth:`use_minibatches`): each round :meth:`next_batches`
+draws, for every worker, b distinct rows of its shard uniformly at random (b-nice sampling,
+independent across rounds and workers, from the problem's data-order stream), and the oracle
+(``loss_and_grad``, ``grad``: the method's gradients and the importance solver's) then sums
+over those rows with weights 1/b: an unbiased estimate of grad f_i, so DCGD becomes
+distributed compressed SGD. :meth:`full_loss_and_grad` keeps the full-data values for the
+metrics (loss, loss gap, gradient norm at x^k) in :meth:`shard_loss_and_grad`, uncounted in
+``grad_evals``; f* and the constants always use all the data.
 """
 
 from __future__ import annotations
@@ -64,6 +73,58 @@ class LogisticRegression(Problem):
         self._smoothness: float | None = None
         self._worker_smoothness: torch.Tensor | None = None
         self._reference: Reference | None = None
+        self.batch_size: int | None = None
+        self._order: torch.Generator | None = None
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # rows (n, b, d), weights
+
+    # --- minibatches -----------------------------------------------------------------------
+
+    def use_minibatches(self, batch_size: int, generator: torch.Generator) -> None:
+        """Sum over ``batch_size`` random rows per worker and round (see the module doc);
+        the rows are drawn from ``generator`` (on the problem's device)."""
+        smallest = min(len(s) for s in self.shards)
+        if not 1 <= batch_size <= smallest:
+            raise ValueError(
+                f"problem.batch_size={batch_size} must be between 1 and the smallest shard's "
+                f"{smallest} rows"
+            )
+        self.batch_size, self._order = int(batch_size), generator
+
+    @property
+    def minibatch(self) -> bool:
+        return self.batch_size is not None
+
+    def next_batches(self) -> None:
+        """Every worker's rows of this round: the b largest of uniform keys over its shard
+        (padding keyed below every row), i.e. a uniform b-subset."""
+        keys = torch.rand(
+            self._row_weights.shape, generator=self._order, device=self.device, dtype=torch.float64
+        )
+        keys = torch.where(self._row_weights > 0, keys, -1.0)
+        positions = keys.topk(self.batch_size, dim=1).indices.sort(dim=1).values
+        rows = torch.gather(self._signed_rows, 1, positions.unsqueeze(2).expand(-1, -1, self.d))
+        weights = torch.full(
+            positions.shape, 1.0 / self.batch_size, dtype=self.dtype, device=self.device
+        )
+        self._batch = (rows, weights)
+
+    def shard_loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every worker's loss and gradient over its whole shard, whatever the minibatches;
+        not counted as an oracle call (it serves the metrics and f*)."""
+        batch, self._batch = self._batch, None
+        calls = self.evaluations
+        try:
+            return self.loss_and_grad(X)
+        finally:
+            self._batch, self.evaluations = batch, calls
+
+    def get_data_state(self) -> dict:
+        return {"order": self._order.get_state()} if self.minibatch else {}
+
+    def set_data_state(self, state: dict) -> None:
+        if self.minibatch:
+            self._order.set_state(state["order"])
+            self._batch = None
 
     @staticmethod
     def _padded(features, labels, shards):
@@ -102,16 +163,23 @@ class LogisticRegression(Problem):
     # --- oracle ----------------------------------------------------------------------------
 
     def _margins(self, X: torch.Tensor) -> torch.Tensor:
-        """-b_j a_j^T x_i for every row j of worker i's shard: (n, m_max)."""
+        """-b_j a_j^T x_i for every row j of worker i's shard (or minibatch): (n, m)."""
         self.evaluations += 1
+        if self._batch is not None:
+            return -torch.bmm(self._batch[0], X.unsqueeze(2)).squeeze(2)
         if self.storage == "sparse":
             flat = self._sparse_rows @ X.reshape(-1)
             return -flat.view(self._row_weights.shape)
         return -torch.bmm(self._signed_rows, X.unsqueeze(2)).squeeze(2)
 
+    def _weights(self) -> torch.Tensor:
+        return self._row_weights if self._batch is None else self._batch[1]
+
     def _grad_from_margins(self, X: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:
-        coeff = self._row_weights * torch.sigmoid(margins)
-        if self.storage == "sparse":
+        coeff = self._weights() * torch.sigmoid(margins)
+        if self._batch is not None:
+            data = torch.bmm(coeff.unsqueeze(1), self._batch[0]).squeeze(1)
+        elif self.storage == "sparse":
             data = (self._sparse_cols @ coeff.reshape(-1)).view(X.shape)
         else:
             data = torch.bmm(coeff.unsqueeze(1), self._signed_rows).squeeze(1)
@@ -120,11 +188,16 @@ class LogisticRegression(Problem):
     def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         margins = self._margins(X)
         ridge = 0.5 * self.l2 * (X * X).sum(dim=1)
-        losses = (self._row_weights * F.softplus(margins, threshold=_SOFTPLUS_THRESHOLD)).sum(1)
+        losses = (self._weights() * F.softplus(margins, threshold=_SOFTPLUS_THRESHOLD)).sum(1)
         return losses + ridge, self._grad_from_margins(X, margins)
 
     def grad(self, X: torch.Tensor) -> torch.Tensor:
         return self._grad_from_margins(X, self._margins(X))
+
+    def full_loss_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x) and grad f(x) over all the data (never a minibatch): the reference solve's."""
+        losses, grads = self.shard_loss_and_grad(x.expand(self.n_workers, -1))
+        return losses.mean(), grads.mean(dim=0)
 
     def hessian(self, x: torch.Tensor) -> torch.Tensor:
         """Hessian of f at x, (d, d): (1/n) sum_i (1/m_i) sum_j s_j(1-s_j) a_j a_j^T + lambda I."""

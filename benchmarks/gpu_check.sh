@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check (issue 10): on a machine with CUDA, one epoch of experiment=thesis_cifar for TopK
-# (CIFAR-10, batch 128, 390 rounds) and a few rounds of one MD operator with the per-tensor
-# importance solver, then the round-time split of benchmarks/bench_neural.py on the GPU.
+# (CIFAR-10, batch 128, 390 rounds) and for MD Weighted Greedy with the joint importance solve
+# (K = 200 at round 0, as thesis_cifar's every = 390), a few rounds of the per-tensor solve
+# (5 steps), then the round-time split and the solver's cost of benchmarks/bench_neural.py.
 # Prints images per second from each run's metrics.csv. Sized for < 5 minutes on one GPU.
 # Usage: COMPRESS_BENCH_DATA=<datasets> bash benchmarks/gpu_check.sh [output folder]
 set -euo pipefail
@@ -25,5 +26,8 @@ print(f"{sys.argv[2]}: epoch {float(last['epoch']):.2f}, test accuracy {float(la
 PY
 }
 run top_k_one_epoch compressor=top_k 'problem.train_batches=[1,2,3,4,5]' rounds=390 eval_every=390
-run md_weighted_greedy_per_tensor compressor=md_weighted_greedy rounds=3 eval_every=3 importance.steps=5
-python benchmarks/bench_neural.py --device cuda --batch 128 --rounds 10
+run md_weighted_greedy_joint_one_epoch compressor=md_weighted_greedy importance.scope=joint \
+  'problem.train_batches=[1,2,3,4,5]' rounds=390 eval_every=390
+run md_weighted_greedy_per_tensor compressor=md_weighted_greedy rounds=3 eval_every=3 \
+  importance.steps=5 importance.every=1
+python benchmarks/bench_neural.py --device cuda --batch 128 --rounds 10 --importance-steps 2

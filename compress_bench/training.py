@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compress_bench import signals
+from compress_bench.loop import BitLedger, Progress, start_run, stopped
 from compress_bench.methods.base import Evaluation
 from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
 from compress_bench.state import RunState
@@ -42,12 +43,10 @@ TRAINING_COLUMNS = (
 
 
 def execute_training(run, out_dir: Path) -> dict[str, Any]:
-    from compress_bench.runner import _BitLedger, _Progress, _stopped, start_run
-
     cfg, problem, method = run.cfg, run.problem, run.method
     n = problem.n_workers
     summary, summary_path, checkpoints, resumed = start_run(run, out_dir)
-    bits = _BitLedger(n, thesis=False)
+    bits = BitLedger(n, thesis=False)
     eval_every = cfg.get("eval_every") or cfg.log_every
     rounds, max_bits = cfg.rounds, cfg.max_bits
     losses_since: list[float] = []
@@ -64,7 +63,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
     start = time.perf_counter() - elapsed
     mark = {"time": time.perf_counter(), "images": problem.images_seen}
     status, reason, row = "completed", "rounds", {}
-    progress = _Progress(rounds, cfg.progress)
+    progress = Progress(rounds, cfg.progress)
 
     def run_state(k: int, writer: MetricsWriter) -> RunState:
         return RunState(
@@ -127,7 +126,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
                 progress.update(k + 1, rounds, loss, bits.budget_total / n, "train_loss")
     except BaseException as err:
         progress.close()
-        summary.update(_stopped(err), **_final_training(row, start))
+        summary.update(stopped(err), **_final_training(row, start))
         write_json_atomic(summary_path, summary)
         raise
     progress.close()

@@ -138,22 +138,26 @@ class Streams:
             draw(row, g)
         return out
 
-    def shared_round_generators(self, round_index: int) -> list[torch.Generator]:
+    def shared_round_generators(self, round_index: int, tensor: int = 0) -> list[torch.Generator]:
         """Fresh generators, one per worker i, of the stream worker i shares with the server in
-        this round (the server rebuilds the same one from ``(seed, i, round_index)``)."""
+        this round for tensor ``tensor`` of a layerwise layout (the server rebuilds the same
+        one from ``(seed, i, round_index, tensor)``; tensor 0 is the whole vector's stream, so
+        that a global operator draws what it always drew, and every other tensor its own)."""
+        words = (round_index,) if tensor == 0 else (round_index, tensor)
         return [
-            generator(self.seed, STREAM_SHARED_ROUND, i, round_index, device=self.device)
+            generator(self.seed, STREAM_SHARED_ROUND, i, *words, device=self.device)
             for i in self.workers
         ]
 
     def shared_round_uniform(
-        self, round_index: int, d: int, dtype: torch.dtype = torch.float64
+        self, round_index: int, d: int, dtype: torch.dtype = torch.float64, tensor: int = 0
     ) -> torch.Tensor:
-        """Row i: d uniforms from the stream worker i shares with the server in this round."""
+        """Row i: d uniforms from the stream worker i shares with the server in this round
+        (for tensor ``tensor``)."""
         return torch.stack(
             [
                 torch.rand(d, generator=g, dtype=dtype, device=self.device)
-                for g in self.shared_round_generators(round_index)
+                for g in self.shared_round_generators(round_index, tensor)
             ]
         )
 

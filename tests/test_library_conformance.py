@@ -129,6 +129,28 @@ def test_layerwise_message_assembles_on_demand_and_averages_per_tensor():
     assert torch.equal(message.bits, sum(p.bits for p in parts))
 
 
+def test_layerwise_shared_seed_tensors_draw_their_own_supports():
+    """Shared-seed RandK per tensor: equal-size tensors get independent supports (each its
+    own shared stream, which the server rebuilds from (seed, worker, round, tensor)); the
+    first tensor draws from the whole vector's stream, as a global operator does."""
+    from compress_bench.compressors import RoundContext
+    from compress_bench.compressors.selection import top_k_mask
+    from compress_bench.rng import Streams
+
+    layout = Layout.blocks([40, 40, 40], 120)
+    build = lambda r: chain(build_compressor({"name": "rand_k", "shared_seed": True}, ratio=r))  # noqa: E731
+    op = layerwise(build, layout, 0.25)
+    G = testing.inputs(2, 120)
+    message, _ = op.compress(
+        G, op.init_state(2, 120, G.device, G.dtype), Streams(7, 2), RoundContext(3)
+    )
+    kept = [message.sent()[:, columns] for columns in layout.slices()]
+    assert not torch.equal(kept[0], kept[1]) and not torch.equal(kept[1], kept[2])
+    for tensor, mask in enumerate(kept):
+        server = top_k_mask(Streams(7, 2).shared_round_uniform(3, 40, tensor=tensor), 10)
+        assert torch.equal(mask, server)
+
+
 def test_layerwise_of_one_tensor_is_the_global_operator_up_to_the_ceiling():
     """With one tensor and ratio * d an integer, layerwise equals the global operator."""
     G = testing.inputs(3, 30)

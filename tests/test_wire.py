@@ -90,3 +90,26 @@ def test_shared_seed_message_carries_no_indices():
     torch.testing.assert_close(decode(data, layout, msg.sent()[0]), msg.values[0].float().double())
     with pytest.raises(ValueError, match="shared"):
         decode(data, layout)
+
+
+@pytest.mark.parametrize("method", ["ef21", "diana"])
+def test_the_methods_uncompressed_first_round_is_on_the_wire(method):
+    """EF21 and DIANA start by sending the gradients themselves: that message has the dense
+    float32 format, its packed length is its bits (32 d) and it decodes to the gradients."""
+    from compress_bench.config import compose_config
+    from compress_bench.runner import build_run
+
+    args = ("problem=synthetic_logreg", f"method={method}", "method.init=gradient", "lr=0.1")
+    run = build_run(compose_config(*args, "compressor=rand_k", "n_workers=3"))
+    x = run.problem.initial_point()
+    ev = run.method.evaluate(x)
+    message = run.method.step(x, ev, run.method.init_state(x), run.streams, 0).message
+    d = run.problem.d
+    assert message.format.support == "dense" and message.bits.tolist() == [32 * d] * 3
+    assert torch.equal(message.format.bits(message.value_count), message.bits)
+    for worker in range(3):
+        data = encode(message, worker)
+        assert 8 * len(data) == 32 * d
+        decoded = decode(data, message.format)
+        want = ev.grads[worker].to(torch.float32).double()
+        assert torch.equal(decoded, want)

@@ -78,7 +78,9 @@ class RoundContext:
     ``round_index`` seeds shared-seed streams; ``x``, ``lr`` and ``problem`` are there for
     operators that look at the objective (the importance-based family). ``log_weights`` is the
     importance a joint solve over all tensors already found for this operator's tensor
-    (``importance.scope=joint``); the operator then uses it instead of solving.
+    (``importance.scope=joint``); the operator then uses it instead of solving. ``tensor`` is
+    the operator's tensor in a layerwise layout (0 for the whole vector): shared-seed
+    operators draw from that tensor's own shared stream.
     """
 
     round_index: int = 0
@@ -86,6 +88,7 @@ class RoundContext:
     lr: float | None = None
     problem: Any = None
     log_weights: torch.Tensor | None = None
+    tensor: int = 0
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,11 @@ class BiasedRandK(Compressor):
         k = self._k(d)
         if k == d:  # nothing random left: skip the draw
             return Message.dense(G.clone()), state
-        u = rng.shared_round_uniform(ctx.round_index, d) if self.shared_seed else rng.uniform(d)
+        u = (
+            rng.shared_round_uniform(ctx.round_index, d, tensor=ctx.tensor)
+            if self.shared_seed
+            else rng.uniform(d)
+        )
         message = bernoulli_rand_k_from_uniforms(G, u, k / d, send_indices=not self.shared_seed)
         return message, state
 

@@ -124,11 +124,17 @@ class Layerwise:
             for p, m in zip(self.parts, self.layout.numels, strict=True)
         )
 
-    def _context(self, ctx: RoundContext | None, columns: slice) -> RoundContext | None:
-        if ctx is None or not self.tags.needs_objective or ctx.x is None:
-            return ctx
+    def _context(
+        self, ctx: RoundContext | None, columns: slice, tensor: int
+    ) -> RoundContext | None:
+        """Tensor ``tensor``'s view of the round: its own shared stream and, for the
+        importance-based operators, its block of x and of the objective."""
+        if ctx is None:
+            return None
+        if not self.tags.needs_objective or ctx.x is None:
+            return replace(ctx, tensor=tensor)
         view = BlockView(ctx.problem, columns, ctx.x)
-        return replace(ctx, x=ctx.x[columns], problem=view)
+        return replace(ctx, x=ctx.x[columns], problem=view, tensor=tensor)
 
     def _joint_solver(self):
         """The importance solver when it moves every tensor's w at once (scope joint)."""
@@ -158,8 +164,11 @@ class Layerwise:
     ) -> tuple[Message, Any]:
         joint = self._joint_log_weights(G, state, rng, ctx)
         messages, states = [], []
-        for part, columns, part_state in zip(self.parts, self.layout.slices(), state, strict=True):
-            part_ctx = self._context(ctx, columns)
+        slices = self.layout.slices()
+        for tensor, (part, columns, part_state) in enumerate(
+            zip(self.parts, slices, state, strict=True)
+        ):
+            part_ctx = self._context(ctx, columns, tensor)
             if joint is not None:
                 part_ctx = replace(part_ctx, log_weights=joint[:, columns])
             message, new_state = part.compress(G[:, columns], part_state, rng, part_ctx)

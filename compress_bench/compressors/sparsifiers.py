@@ -234,13 +234,19 @@ class RandK(Compressor):
             return Message.dense(G.clone()), state
         if d >= LARGE_D:
             generators = (
-                rng.shared_round_generators(ctx.round_index) if self.shared_seed else rng.generators
+                rng.shared_round_generators(ctx.round_index, ctx.tensor)
+                if self.shared_seed
+                else rng.generators
             )
             kept = rand_k_support(generators, d, k)
             factor = d / k if self.scale == "dk" else 1.0
             message = _k_per_row_message(G, kept, k, factor, send_indices=not self.shared_seed)
             return message, state
-        u = rng.shared_round_uniform(ctx.round_index, d) if self.shared_seed else rng.uniform(d)
+        u = (
+            rng.shared_round_uniform(ctx.round_index, d, tensor=ctx.tensor)
+            if self.shared_seed
+            else rng.uniform(d)
+        )
         message = rand_k_from_uniforms(G, u, k, self.scale, send_indices=not self.shared_seed)
         return message, state
 

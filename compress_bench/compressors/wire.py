@@ -33,7 +33,7 @@ vector equals the simulator's within float32 rounding there (``receiver_view``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -76,6 +76,14 @@ class WireFormat:
         per_value = self.index_bits + self.value_bits
         scalar = FLOAT_BITS * (count > 0) if self.scalar else 0
         return count * per_value + scalar
+
+
+def uncompressed(values: torch.Tensor) -> Message:
+    """Every coordinate as a float32 (32 d bits per worker), in the dense float32 format: what
+    EF21 and DIANA send in their first round (the gradients themselves)."""
+    d = values.shape[1]
+    fmt = WireFormat(d=d, support="dense", values="float32", count=d)
+    return replace(Message.dense(values), format=fmt)
 
 
 def wire_format(compressor, quantizers: tuple, d: int) -> WireFormat:

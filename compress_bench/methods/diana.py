@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from compress_bench.compressors.base import Message
+from compress_bench.compressors.wire import uncompressed
 from compress_bench.errors import ConfigError
 from compress_bench.methods.base import (
     Method,
@@ -54,7 +54,7 @@ class DIANA(Method):
 
     def worker(self, x, ev, state, streams, round_index):
         if not state["started"] and self.init == "gradient":
-            dense = Message.dense(ev.grads)  # the shifts themselves, uncompressed: 32 d bits
+            dense = uncompressed(ev.grads)  # the shifts themselves, uncompressed: 32 d bits
             return WorkerOutput(dense, {**state, "h_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["h_workers"]
         message, state = self.compress(inputs, state, streams, self.context(x, round_index))

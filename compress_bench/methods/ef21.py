@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from compress_bench.compressors.base import Message
+from compress_bench.compressors.wire import uncompressed
 from compress_bench.methods.base import (
     Method,
     WorkerOutput,
@@ -51,7 +51,7 @@ class EF21(Method):
 
     def worker(self, x, ev, state, streams, round_index):
         if not state["started"] and self.init == "gradient":
-            message = Message.dense(ev.grads)  # uncompressed: 32 d bits
+            message = uncompressed(ev.grads)  # uncompressed: 32 d bits
             return WorkerOutput(message, {**state, "g_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["g_workers"]
         message, state = self.compress(inputs, state, streams, self.context(x, round_index))

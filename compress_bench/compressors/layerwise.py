@@ -241,7 +241,15 @@ class Concatenated(Message):
     def worker_mean(self) -> torch.Tensor:
         if "values" in self.__dict__:
             return self.values.mean(dim=0)
-        return torch.cat([m.values.mean(dim=0) for m in self.parts])
+        first = self.parts[0].values
+        width = sum(m.values.shape[1] for m in self.parts)
+        out = torch.empty(width, dtype=first.dtype, device=first.device)
+        start = 0
+        for m in self.parts:  # each tensor's mean written in place: no concatenation pass
+            stop = start + m.values.shape[1]
+            torch.mean(m.values, dim=0, out=out[start:stop])
+            start = stop
+        return out
 
 
 def merge(messages: list[Message]) -> Message:

@@ -99,6 +99,18 @@ class DType(Enum):
     float32 = "float32"
 
 
+class TolMetric(Enum):
+    """The metrics ``tol`` can stop on (compress_bench/loop.py: convex or training ones)."""
+
+    grad_norm_rel = "grad_norm_rel"
+    grad_norm = "grad_norm"
+    loss_gap = "loss_gap"
+    loss = "loss"
+    train_loss = "train_loss"
+    test_loss = "test_loss"
+    test_accuracy = "test_accuracy"
+
+
 class Aggregation(Enum):
     mean = "mean"
     majority_vote = "majority_vote"
@@ -388,6 +400,7 @@ class Config:
     lr_mult: float = bounded(1.0, gt=0)  # multiplies lr (and the theory step of lr=auto)
     seed: int = bounded(0, ge=0, le=SEED_MAX)
     tol: float | None = bounded(None, ge=0)
+    tol_metric: TolMetric = TolMetric.grad_norm_rel  # test_accuracy: stop at >= tol
     max_bits: float | None = bounded(None, gt=0)
     log_every: int = bounded(10, ge=1)
     device: Device = Device.auto

@@ -6,6 +6,7 @@ by an exception."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
@@ -34,6 +35,23 @@ from compress_bench.state import (
 log = logging.getLogger("compress_bench")
 
 PLAIN_LOG_SECONDS = 5.0  # cadence of the progress lines when no progress bar is shown
+
+#: what ``tol`` can stop on: the convex loop's metrics, and the neural loop's (on the rows it
+#: logs, every ``eval_every`` rounds); a metric stops when it is <= tol, or >= tol for those
+#: where higher is better
+CONVEX_TOL_METRICS = ("grad_norm_rel", "grad_norm", "loss_gap", "loss")
+TRAINING_TOL_METRICS = ("train_loss", "test_loss", "test_accuracy")
+HIGHER_IS_BETTER = frozenset({"test_accuracy"})
+
+
+def tol_reached(row: dict[str, Any], metric: str, tol: float | None) -> bool:
+    """Whether the row's ``metric`` has reached ``tol`` (never for a missing or NaN value)."""
+    if tol is None:
+        return False
+    value = row.get(metric)
+    if value is None or not math.isfinite(value):
+        return False
+    return value >= tol if metric in HIGHER_IS_BETTER else value <= tol
 
 
 class Progress:

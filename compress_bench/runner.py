@@ -3,7 +3,7 @@
 Row k of metrics.csv describes x^k and the bits spent to reach it; row 0 is x^0 with 0 bits.
 Stopping rules, checked in this order at every round k:
   diverged  f(x^k) or grad f(x^k) is not finite (status "diverged", exit code 0: a sweep goes on)
-  tol       ||grad f(x^k)|| / ||grad f(x^0)|| <= tol
+  tol       tol_metric reaches tol: by default ||grad f(x^k)|| / ||grad f(x^0)|| <= tol
   rounds    k == rounds
   max_bits  the round's message would take the bits per worker past max_bits; the round is
             not applied (spec Part B: "stop before the round that would exceed it")
@@ -29,7 +29,15 @@ from compress_bench.compressors.chain import chain
 from compress_bench.compressors.layerwise import layerwise, tensor_k
 from compress_bench.config import validate
 from compress_bench.errors import ConfigError
-from compress_bench.loop import BitLedger, Progress, start_run, stopped
+from compress_bench.loop import (
+    CONVEX_TOL_METRICS,
+    TRAINING_TOL_METRICS,
+    BitLedger,
+    Progress,
+    start_run,
+    stopped,
+    tol_reached,
+)
 from compress_bench.memory import keep_freed_memory
 from compress_bench.methods import method_class
 from compress_bench.methods.base import Evaluation
@@ -144,6 +152,7 @@ def build_run(cfg: DictConfig) -> Run:
     method_cls = method_class(plain.method.name)
     if problem.constants() is None:
         _refuse_what_needs_constants(plain)
+    _check_tol_metric(plain, problem)
     lr = resolve_lr(plain.lr, plain.lr_mult, method_cls, operator, problem)
     if plain.lr == "auto" and getattr(problem, "minibatch", False):
         log.warning(
@@ -171,11 +180,26 @@ def _refuse_what_needs_constants(plain: DictConfig) -> None:
             f"lr=auto needs the smoothness constant L, which problem={name} does not have; "
             "set lr (e.g. lr=0.05)"
         )
-    if plain.tol is not None:
+
+
+def _check_tol_metric(plain: DictConfig, problem) -> None:
+    """One line when ``tol`` would stop on a metric this problem's rows do not have."""
+    if plain.tol is None:
+        return
+    metric, name = str(plain.tol_metric), plain.problem.name
+    allowed = TRAINING_TOL_METRICS if problem.stochastic else CONVEX_TOL_METRICS
+    if metric in allowed:
+        return
+    if problem.stochastic:
         raise ConfigError(
-            f"tol stops on the relative gradient norm, which problem={name} does not compute "
-            "(a stochastic problem has no full gradient); use rounds"
+            f"tol stops on {metric}, which problem={name} does not compute (a stochastic "
+            f"problem has no full gradient and no f*); set tol_metric to one of "
+            f"{', '.join(allowed)}, or use rounds"
         )
+    raise ConfigError(
+        f"tol_metric={metric} is a metric of the neural problems; problem={name} stops on "
+        f"one of {', '.join(allowed)}"
+    )
 
 
 def nominal_k(plain: DictConfig, problem) -> int:
@@ -221,6 +245,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     progress = Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
+    tol_metric = str(cfg.get("tol_metric", "grad_norm_rel"))
     minibatch = getattr(problem, "minibatch", False)
     if resumed is not None and minibatch:
         problem.set_data_state(resumed.data)
@@ -280,7 +305,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 stop = None
                 if not _finite(loss, grad_norm):
                     status, stop = "diverged", "diverged"
-                elif tol is not None and rel <= tol:
+                elif tol_reached(row, tol_metric, tol):
                     stop = "tol"
                 elif k == rounds:
                     stop = "rounds"

@@ -7,10 +7,12 @@ returns the direction, the server optimizer moves x. Row k of metrics.csv (writt
 ``eval_every`` rounds and at the end) describes x^k: the mean training loss of the minibatches
 since the previous row, the test loss and accuracy at x^k, the bits spent to reach x^k, the
 epoch (images each worker has seen / shard size) and the training throughput since the
-previous row. Stops: ``rounds``, ``max_bits`` (before the round that would exceed it), or a
-non-finite training loss (``diverged``). The RunState (x, method and optimizer state, streams,
-data order, running BatchNorm statistics, bit ledger, metrics position) is written every
-``checkpoint_every`` rounds and on SIGTERM; ``resume`` continues bit for bit on one machine.
+previous row. Stops: ``rounds``, ``max_bits`` (before the round that would exceed it), ``tol``
+(a logged row whose ``tol_metric``, train_loss, test_loss or test_accuracy, reached ``tol``;
+accuracy from above), or a non-finite training loss (``diverged``). The RunState (x, method and
+optimizer state, streams, data order, running BatchNorm statistics, bit ledger, metrics
+position) is written every ``checkpoint_every`` rounds and on SIGTERM; ``resume`` continues bit
+for bit on one machine.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from compress_bench import signals
-from compress_bench.loop import BitLedger, Progress, start_run, stopped
+from compress_bench.loop import BitLedger, Progress, start_run, stopped, tol_reached
 from compress_bench.methods.base import Evaluation
 from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
 from compress_bench.state import RunState
@@ -49,6 +51,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
     bits = BitLedger(n, thesis=False)
     eval_every = cfg.get("eval_every") or cfg.log_every
     rounds, max_bits = cfg.rounds, cfg.max_bits
+    tol, tol_metric = cfg.tol, str(cfg.get("tol_metric", "train_loss"))
     losses_since: list[float] = []
     if resumed is None:
         x, start_round, kept_rows, elapsed = problem.initial_point(), 0, None, 0.0
@@ -106,6 +109,9 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
                 if k % eval_every == 0 or k == rounds:
                     row = metrics_row(k)
                     writer.write(row)
+                    if tol_reached(row, tol_metric, tol):
+                        reason = "tol"
+                        break
                 if k == rounds:
                     break
                 losses, grads = problem.stochastic_grads(x)

@@ -125,3 +125,28 @@ def test_thesis_cifar_smoke_sweep_draws_the_two_panel_figure(tmp_path):
     assert (table["status"] == "completed").all()
     assert (table["epochs"] == 0.5).all()  # 2 rounds of 16 of a 64-image shard
     assert (tmp_path / "cifar.png").stat().st_size > 10_000
+
+
+@needs_mnist
+def test_tol_stops_a_network_on_its_test_accuracy(tmp_path):
+    """tol_metric=test_accuracy stops at the first logged row at or above tol."""
+    import json
+
+    out = tmp_path / "run"
+    result = run_cli(
+        "experiment=mnist_ef_smoke",
+        "method=ef",
+        "rounds=400",
+        "eval_every=10",
+        "tol=0.8",
+        "tol_metric=test_accuracy",
+        "problem.test_limit=500",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+        env=DATA,
+    )
+    assert result.returncode == 0, result.stderr
+    accuracy = [float(r["test_accuracy"]) for r in _metrics(out)]
+    assert accuracy[-1] >= 0.8 and all(a < 0.8 for a in accuracy[:-1]), accuracy
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "tol" and summary["rounds_done"] < 400

@@ -64,6 +64,30 @@ def test_tol_stops_at_the_first_round_below_it(tmp_path):
     assert summary["rounds_done"] == m["round"].iloc[-1] < 5000
 
 
+@pytest.mark.parametrize("metric", ["loss_gap", "grad_norm", "loss"])
+def test_tol_can_stop_on_another_metric(tmp_path, metric):
+    first = pd.read_csv(_probe(tmp_path, metric))  # the metric's trajectory without tol
+    target = float(first[metric].iloc[20])  # reached at round 20 (the metrics decrease)
+    (tmp_path / "tol").mkdir()
+    summary, m = run(tmp_path / "tol", "rounds=200", f"tol={target!r}", f"tol_metric={metric}")
+    assert summary["stop_reason"] == "tol"
+    assert m[metric].iloc[-1] <= target < m[metric].iloc[-2]
+    assert m["round"].iloc[-1] == int(first.index[first[metric] <= target][0])
+    assert m["round"].iloc[-1] <= 20
+
+
+def _probe(tmp_path, metric):
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    execute(build_run(config("rounds=60", "log_every=1")), folder)
+    return folder / "metrics.csv"
+
+
+def test_a_tol_metric_of_another_kind_of_problem_is_one_line():
+    with pytest.raises(ConfigError, match="tol_metric=test_accuracy is a metric of the neural"):
+        build_run(config("tol=0.9", "tol_metric=test_accuracy"))
+
+
 def test_max_bits_stops_before_the_round_that_would_exceed_it(tmp_path):
     summary, m = run(tmp_path, "rounds=100", f"max_bits={148 * 5 + 100}", "log_every=1")
     assert summary["stop_reason"] == "max_bits"

@@ -21,6 +21,14 @@ needs_mnist = pytest.mark.skipif(
 )
 
 
+def _train(tmp_path, *args):
+    """Run the CLI on the offline data into tmp_path/run; assert it succeeded."""
+    out = tmp_path / "run"
+    result = run_cli(*args, f"hydra.run.dir={out}", cwd=tmp_path, env=DATA)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
 def _metrics(folder):
     with (folder / "metrics.csv").open() as fh:
         return list(csv.DictReader(fh))
@@ -30,8 +38,8 @@ def _metrics(folder):
 def test_resnet18_lowers_its_training_loss_on_cpu(tmp_path):
     """Two workers, 16 images each (the whole shard every round), plain SGD with momentum:
     the minibatch loss falls round after round."""
-    out = tmp_path / "run"
-    result = run_cli(
+    out, result = _train(
+        tmp_path,
         "problem=cifar10_resnet18",
         "problem.train_batches=[1]",
         "problem.test_file=test_subset/test_batch_first1000.bin",
@@ -47,11 +55,7 @@ def test_resnet18_lowers_its_training_loss_on_cpu(tmp_path):
         "optimizer=sgd",
         "rounds=4",
         "eval_every=1",
-        f"hydra.run.dir={out}",
-        cwd=tmp_path,
-        env=DATA,
     )
-    assert result.returncode == 0, result.stderr
     losses = [float(r["train_loss"]) for r in _metrics(out)[1:]]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
     assert "unverified" in result.stderr.lower() or "no official" in result.stderr.lower()
@@ -59,17 +63,13 @@ def test_resnet18_lowers_its_training_loss_on_cpu(tmp_path):
 
 @needs_mnist
 def test_mnist_top_k_with_error_feedback_reaches_95_percent(tmp_path):
-    out = tmp_path / "run"
-    result = run_cli(
+    out, result = _train(
+        tmp_path,
         "experiment=mnist_ef_smoke",
         "method=ef",
         "rounds=200",
         "problem.test_limit=2000",
-        f"hydra.run.dir={out}",
-        cwd=tmp_path,
-        env=DATA,
     )
-    assert result.returncode == 0, result.stderr
     rows = _metrics(out)
     assert float(rows[-1]["test_accuracy"]) >= 0.95, rows[-1]
     assert float(rows[-1]["epoch"]) == pytest.approx(200 * 64 / 15000)
@@ -132,8 +132,8 @@ def test_tol_stops_a_network_on_its_test_accuracy(tmp_path):
     """tol_metric=test_accuracy stops at the first logged row at or above tol."""
     import json
 
-    out = tmp_path / "run"
-    result = run_cli(
+    out, result = _train(
+        tmp_path,
         "experiment=mnist_ef_smoke",
         "method=ef",
         "rounds=400",
@@ -141,11 +141,7 @@ def test_tol_stops_a_network_on_its_test_accuracy(tmp_path):
         "tol=0.8",
         "tol_metric=test_accuracy",
         "problem.test_limit=500",
-        f"hydra.run.dir={out}",
-        cwd=tmp_path,
-        env=DATA,
     )
-    assert result.returncode == 0, result.stderr
     accuracy = [float(r["test_accuracy"]) for r in _metrics(out)]
     assert accuracy[-1] >= 0.8 and all(a < 0.8 for a in accuracy[:-1]), accuracy
     summary = json.loads((out / "summary.json").read_text())

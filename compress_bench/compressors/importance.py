@@ -49,39 +49,44 @@ import torch
 VARIANTS = ("spec", "thesis_code", "thesis_resnet")
 INITS = ("uniform", "abs_grad", "random")
 SCOPES = ("tensor", "joint")
-Blocks = "tuple[slice, ...] | None"  # the tensors' columns, None: one simplex over all of d
+#: the tensors' column ranges in x (each its own simplex); None: one simplex over all of d
+Blocks = tuple[slice, ...] | None
 
 
-def block_softmax(z: torch.Tensor, blocks) -> torch.Tensor:
+def _per_block(z: torch.Tensor, blocks: Blocks, normalise) -> torch.Tensor:
+    """``normalise(z, dim=1)`` (softmax, log_softmax) applied to each block's columns."""
+    if blocks is None:
+        return normalise(z, dim=1)
+    return torch.cat([normalise(z[:, b], dim=1) for b in blocks], dim=1)
+
+
+def _reduced_per_block(t: torch.Tensor, blocks: Blocks, reduce) -> torch.Tensor:
+    """``reduce`` (amax, sum) of each row over each block, broadcast back to (n, d)."""
+    if blocks is None:
+        return reduce(t, dim=1, keepdim=True)
+    return torch.cat(
+        [reduce(t[:, b], dim=1, keepdim=True).expand(-1, b.stop - b.start) for b in blocks], dim=1
+    )
+
+
+def block_softmax(z: torch.Tensor, blocks: Blocks) -> torch.Tensor:
     """w = softmax(z) over each block's columns (each block its own simplex)."""
-    if blocks is None:
-        return torch.softmax(z, dim=1)
-    return torch.cat([torch.softmax(z[:, b], dim=1) for b in blocks], dim=1)
+    return _per_block(z, blocks, torch.softmax)
 
 
-def block_log_softmax(z: torch.Tensor, blocks) -> torch.Tensor:
+def block_log_softmax(z: torch.Tensor, blocks: Blocks) -> torch.Tensor:
     """log w, w = :func:`block_softmax` (z)."""
-    if blocks is None:
-        return torch.log_softmax(z, dim=1)
-    return torch.cat([torch.log_softmax(z[:, b], dim=1) for b in blocks], dim=1)
+    return _per_block(z, blocks, torch.log_softmax)
 
 
-def block_max(t: torch.Tensor, blocks) -> torch.Tensor:
+def block_max(t: torch.Tensor, blocks: Blocks) -> torch.Tensor:
     """The maximum of each row over each block, broadcast back to (n, d)."""
-    if blocks is None:
-        return t.amax(dim=1, keepdim=True)
-    return torch.cat(
-        [t[:, b].amax(dim=1, keepdim=True).expand(-1, b.stop - b.start) for b in blocks], dim=1
-    )
+    return _reduced_per_block(t, blocks, torch.amax)
 
 
-def block_sum(t: torch.Tensor, blocks) -> torch.Tensor:
+def block_sum(t: torch.Tensor, blocks: Blocks) -> torch.Tensor:
     """The sum of each row over each block, broadcast back to (n, d)."""
-    if blocks is None:
-        return t.sum(dim=1, keepdim=True)
-    return torch.cat(
-        [t[:, b].sum(dim=1, keepdim=True).expand(-1, b.stop - b.start) for b in blocks], dim=1
-    )
+    return _reduced_per_block(t, blocks, torch.sum)
 
 
 class ImportanceSolver:
@@ -139,7 +144,7 @@ class ImportanceSolver:
         # log 0 would pin a weight at 0 forever (the updates are multiplicative): floor it
         return torch.log(source.clamp_min(torch.finfo(G.dtype).tiny))
 
-    def trial_scale(self, w: torch.Tensor, eta: float, blocks=None) -> torch.Tensor:
+    def trial_scale(self, w: torch.Tensor, eta: float, blocks: Blocks = None) -> torch.Tensor:
         """The coordinate-wise step eta * rho * w (spec) or eta * w / max w (thesis forms)."""
         if self.variant == "spec":
             return (eta * self.rho) * w
@@ -152,7 +157,7 @@ class ImportanceSolver:
         G: torch.Tensor,
         eta: float,
         problem: Any,
-        blocks=None,
+        blocks: Blocks = None,
     ) -> torch.Tensor:
         """One mirror-descent step for every worker: one batched gradient evaluation."""
         w = block_softmax(z, blocks)
@@ -170,7 +175,9 @@ class ImportanceSolver:
         return z - block_max(z, blocks)
 
     @staticmethod
-    def _exact_gradient(w: torch.Tensor, s: torch.Tensor, eta: float, blocks) -> torch.Tensor:
+    def _exact_gradient(
+        w: torch.Tensor, s: torch.Tensor, eta: float, blocks: Blocks
+    ) -> torch.Tensor:
         """d/dw of f(x - eta (w / max w) (.) g), with s = g (.) grad f(trial): the derivative
         of max w split evenly over the coordinates at the maximum (torch's amax rule)."""
         m = block_max(w, blocks)
@@ -186,7 +193,7 @@ class ImportanceSolver:
         eta: float,
         problem: Any,
         rng: Any = None,
-        blocks=None,
+        blocks: Blocks = None,
     ) -> torch.Tensor:
         """K steps from ``z`` (the previous round's, when warm-starting); returns the new z."""
         if z is None or not self.warm_start:

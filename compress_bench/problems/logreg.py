@@ -13,9 +13,9 @@ draws, for every worker, b distinct rows of its shard uniformly at random (b-nic
 independent across rounds and workers, from the problem's data-order stream), and the oracle
 (``loss_and_grad``, ``grad``: the method's gradients and the importance solver's) then sums
 over those rows with weights 1/b: an unbiased estimate of grad f_i, so DCGD becomes
-distributed compressed SGD. :meth:`full_loss_and_grad` keeps the full-data values for the
-metrics (loss, loss gap, gradient norm at x^k) in :meth:`shard_loss_and_grad`, uncounted in
-``grad_evals``; f* and the constants always use all the data.
+distributed compressed SGD. The metrics (loss, loss gap, gradient norm at x^k) come from
+:meth:`shard_loss_and_grad`, over all the data and uncounted in ``grad_evals``; f* and the
+constants always use all the data (:meth:`full_loss_and_grad`).
 """
 
 from __future__ import annotations

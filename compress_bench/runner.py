@@ -51,9 +51,7 @@ from compress_bench.report import (
     write_json_atomic,
 )
 from compress_bench.rng import Streams
-from compress_bench.state import (
-    RunState,
-)
+from compress_bench.state import RunState
 
 log = logging.getLogger("compress_bench")
 
@@ -150,11 +148,12 @@ def build_run(cfg: DictConfig) -> Run:
             "are powers of two (quantizer=power_of_two or natural)"
         )
     method_cls = method_class(plain.method.name)
-    if problem.constants() is None:
+    has_constants = problem.constants() is not None
+    if not has_constants:
         _refuse_what_needs_constants(plain)
     _check_tol_metric(plain, problem)
     lr = resolve_lr(plain.lr, plain.lr_mult, method_cls, operator, problem)
-    if plain.lr == "auto" and getattr(problem, "minibatch", False):
+    if plain.lr == "auto" and problem.minibatch:
         log.warning(
             "lr=auto with problem.batch_size: the step is the full-batch theory's; the "
             "minibatch noise is not in it"
@@ -167,7 +166,7 @@ def build_run(cfg: DictConfig) -> Run:
         optimizer=build_optimizer(plain.get("optimizer"), lr, plain.rounds),
         **method_options,
     )
-    fstar = problem.reference().fstar if problem.constants() is not None else math.nan
+    fstar = problem.reference().fstar if has_constants else math.nan
     streams = Streams(plain.seed, plain.n_workers, device)
     return Run(plain, problem, method, lr, fstar, nominal_k(plain, problem), streams)
 
@@ -186,7 +185,7 @@ def _check_tol_metric(plain: DictConfig, problem) -> None:
     """One line when ``tol`` would stop on a metric this problem's rows do not have."""
     if plain.tol is None:
         return
-    metric, name = str(plain.tol_metric), plain.problem.name
+    metric, name = plain.tol_metric, plain.problem.name
     allowed = TRAINING_TOL_METRICS if problem.stochastic else CONVEX_TOL_METRICS
     if metric in allowed:
         return
@@ -240,15 +239,13 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         last_round = dict(resumed.metrics["last_round"])
         stored_error = resumed.metrics["compression_error"]
         pending_error, elapsed = (lambda: stored_error), resumed.metrics["wall_time"]
+        problem.set_data_state(resumed.data)
     status, reason, row = "completed", "rounds", {}
     start = time.perf_counter() - elapsed
     progress = Progress(cfg.rounds, cfg.progress)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
-    tol_metric = str(cfg.get("tol_metric", "grad_norm_rel"))
-    minibatch = getattr(problem, "minibatch", False)
-    if resumed is not None and minibatch:
-        problem.set_data_state(resumed.data)
+    tol_metric, minibatch = cfg.tol_metric, problem.minibatch
 
     def run_state(k: int, writer: MetricsWriter) -> RunState:
         return RunState(
@@ -256,7 +253,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
             x=x,
             method=state,  # the server optimizer's state included (state["optimizer"])
             streams=run.streams.get_state(),
-            data=problem.get_data_state() if minibatch else {},
+            data=problem.get_data_state(),
             ledger={
                 "total": bits.total,
                 "thesis_total": bits.thesis_total,

@@ -51,7 +51,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
     bits = BitLedger(n, thesis=False)
     eval_every = cfg.get("eval_every") or cfg.log_every
     rounds, max_bits = cfg.rounds, cfg.max_bits
-    tol, tol_metric = cfg.tol, str(cfg.get("tol_metric", "train_loss"))
+    tol, tol_metric = cfg.tol, cfg.tol_metric
     losses_since: list[float] = []
     if resumed is None:
         x, start_round, kept_rows, elapsed = problem.initial_point(), 0, None, 0.0

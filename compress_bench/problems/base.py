@@ -80,6 +80,17 @@ class Problem(ABC):
 
     #: True for problems whose oracle draws minibatches (the neural problems)
     stochastic: bool = False
+    #: True when a convex problem's workers step on minibatches (``problem.batch_size``):
+    #: the round loop then draws them each round and reports metrics on all the data
+    minibatch: bool = False
+
+    def get_data_state(self) -> dict:
+        """What a checkpoint must hold of the problem's data order (none by default)."""
+        return {}
+
+    def set_data_state(self, state: dict) -> None:
+        """Restore :meth:`get_data_state` (nothing by default)."""
+        return None
 
     def constants(self) -> Constants | None:
         """L and max L_i where the problem has them (convex problems); None otherwise, and

@@ -62,16 +62,39 @@ def run_cli(
     timeout: float = 300,
 ) -> subprocess.CompletedProcess:
     """Run the command in a subprocess, as a user would (``python -m compress_bench``)."""
-    full_env = {**os.environ, "COMPRESS_BENCH_OFFLINE": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
     command = (
         [sys.executable, "-m", "compress_bench"]
         if module
         else [str(Path(sys.executable).with_name("compress-bench"))]
     )
     return subprocess.run(
-        [*command, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [*command, *args],
+        cwd=cwd,
+        env=_cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+
+
+def start_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    """``python -m compress_bench`` started in the background (to be waited for, signalled
+    or killed); its stderr is kept, its stdout dropped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "compress_bench", *args],
+        cwd=cwd,
+        env=_cli_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The test process's environment, offline, without Hydra's full tracebacks."""
+    full_env = {**os.environ, "COMPRESS_BENCH_OFFLINE": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return full_env
 
 
 def files_under(root: Path) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 
 from compress_bench import runner
 from compress_bench.cli import main
+from tests.conftest import start_cli
 
 SYNTH = ("problem=synthetic_logreg", "progress=false")
 
@@ -181,14 +182,7 @@ def test_sign_with_lr_auto_warns(tmp_path, monkeypatch, capfd):
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     """The command in a subprocess, its stderr kept."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "compress_bench", *args],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**__import__("os").environ, "COMPRESS_BENCH_OFFLINE": "1"},
-    )
+    return start_cli(*args, cwd=cwd)
 
 
 def wait_for_rows(metrics: Path, rows: int, timeout: float = 120) -> None:

@@ -4,10 +4,7 @@ uninterrupted run with the same seed, bit for bit (wall_time and throughput asid
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,19 +12,13 @@ import pytest
 import torch
 
 from compress_bench.state import RunState, load_checkpoint, save_checkpoint
+from tests.conftest import start_cli
 
 TIMING_COLUMNS = {"wall_time", "images_per_second"}
 
 
-def _cli(args, env, **kw):
-    return subprocess.Popen(
-        [sys.executable, "-m", "compress_bench", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
+def _cli(args, env):
+    return start_cli(*args, env=env)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -38,7 +29,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _env(data_dir) -> dict[str, str]:
-    return {**os.environ, "COMPRESS_BENCH_DATA": str(data_dir), "COMPRESS_BENCH_OFFLINE": "1"}
+    return {"COMPRESS_BENCH_DATA": str(data_dir)}
 
 
 def kill_and_resume(tmp_path, data_dir, args, wait_rows: int, timeout: float = 300):

@@ -64,7 +64,7 @@ clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
 
 FIGURES := outputs/figures
-figures: install  ## regenerate the README's figures (thesis LogReg, biased compression, error feedback) and tables
+figures: install  ## regenerate the README's figures (thesis LogReg, biased compression, error feedback) and its tables (between <!-- table:NAME --> markers)
 	rm -rf $(FIGURES)/thesis_logreg $(FIGURES)/biased_compression $(FIGURES)/error_feedback $(FIGURES)/error_feedback_unbiased
 	$(BIN)/compress-bench -m experiment=thesis_logreg hydra.sweep.dir=$(FIGURES)/thesis_logreg progress=false
 	$(BIN)/python -m compress_bench.report.figures thesis_logreg $(FIGURES)/thesis_logreg $(FIGURES)/thesis_logreg.png
@@ -75,6 +75,7 @@ figures: install  ## regenerate the README's figures (thesis LogReg, biased comp
 	cp $(FIGURES)/biased_compression/comparison.png docs/figures/biased_compression.png
 	cp $(FIGURES)/error_feedback/comparison.png docs/figures/error_feedback.png
 	cp $(FIGURES)/error_feedback_unbiased/comparison.png docs/figures/error_feedback_unbiased.png
+	$(BIN)/python -m compress_bench.report.table --readme README.md thesis_logreg=$(FIGURES)/thesis_logreg error_feedback=$(FIGURES)/error_feedback error_feedback_unbiased=$(FIGURES)/error_feedback_unbiased
 
 docs: install  ## regenerate docs/compressors.md from the registries
 	$(BIN)/python -m compress_bench.docs > docs/compressors.md

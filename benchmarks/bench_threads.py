@@ -1,63 +1,133 @@
-"""Busy/idle round time for 1 and 2 torch threads (issue 9's `threads` key).
+"""Round time against torch's thread count and OpenMP's wait policy, idle and beside a busy
+process, for a convex and a neural run (the `threads` default, issue 15 item 6).
 
-Runs `experiment=thesis_logreg compressor=md_weighted_greedy` (100 importance-solver steps a
-round: many small ops) for a fixed number of rounds with 1 and 2 threads, first on the idle
-machine, then with one other process spinning on a core, and prints the busy/idle ratio of
-each. Goal: <= 1.3x with the default (1 thread in a sweep). Run it on an otherwise idle machine.
+Each measurement is a fresh process (OpenMP reads ``OMP_WAIT_POLICY`` when torch loads it, so
+it cannot change inside one process) that builds the run, warms it up, then times
+``execute`` alone (no start-up, no data loading). The workloads:
+
+  convex   experiment=thesis_logreg compressor=md_weighted_greedy (100 importance-solver steps
+           a round on d = 112: thousands of small ops), ``--convex-rounds`` rounds
+  neural   experiment=mnist_ef_smoke method=ef (the MNIST CNN, batch 64 per worker, n = 4),
+           ``--neural-rounds`` rounds
+
+Each is run with 1 and with every core's threads, under the wait policy OpenMP uses by default
+(``spin``: a waiting thread spins before it sleeps) and ``passive`` (it sleeps at once), first
+on the idle machine, then with ``--spinners`` other processes spinning (default: one per core
+but one, the case that made the 2-thread default collapse). Every configuration is measured
+``--repeats`` times, interleaved, and the fastest is kept (noise on a shared machine only ever
+adds time). Printed: seconds, busy/idle, and each setting against the best setting of that
+load. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+WORKLOADS = {
+    "convex": ("experiment=thesis_logreg", "compressor=md_weighted_greedy", "tol=null"),
+    "neural": ("experiment=mnist_ef_smoke", "method=ef", "eval_every=1000"),
+}
+#: OpenMP's wait policy: libgomp's default (a waiting thread spins 300,000 times before it
+#: sleeps; set through GOMP_SPINCOUNT, since compress_bench sets OMP_WAIT_POLICY=PASSIVE when
+#: the environment names neither) and passive (it sleeps at once)
+POLICIES = {"spin": {"GOMP_SPINCOUNT": "300000"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
-from compress_bench.config import compose_config
-from compress_bench.runner import build_run, execute
 
+def _measure(workload: str, threads: int, rounds: int) -> float:
+    """In the child: seconds of ``execute`` for ``rounds`` rounds (after a 3-round warm-up)."""
+    from compress_bench.config import compose_config
+    from compress_bench.runner import build_run, execute
 
-def seconds(threads: int, rounds: int) -> float:
-    run = build_run(
-        compose_config(
-            "experiment=thesis_logreg",
-            "compressor=md_weighted_greedy",
-            f"rounds={rounds}",
-            "tol=null",
-            f"log_every={rounds + 1}",
+    def timed(n: int) -> float:
+        cfg = compose_config(
+            *WORKLOADS[workload],
+            f"rounds={n}",
+            f"log_every={n}",
             "progress=false",
             f"threads={threads}",
         )
+        run = build_run(cfg)
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            execute(run, Path(tmp))
+            return time.perf_counter() - start
+
+    timed(3)
+    return timed(rounds)
+
+
+def measure(workload: str, threads: int, policy: str, rounds: int) -> float:
+    """Seconds of one measurement in a fresh process with the given OpenMP wait policy."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(POLICIES[policy])
+    code = (
+        "import json, sys; sys.path.insert(0, 'benchmarks'); from bench_threads import _measure; "
+        f"print(json.dumps(_measure({workload!r}, {threads}, {rounds})))"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        execute(run, Path(tmp))
-        return time.perf_counter() - start
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{workload}, {threads} threads, {policy}: {out.stderr[-2000:]}")
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def table(args, cores: int) -> dict:
+    settings = [(t, p) for t in sorted({1, cores}) for p in POLICIES]
+    rounds = {"convex": args.convex_rounds, "neural": args.neural_rounds}
+    best: dict = {}
+    for _ in range(args.repeats):
+        for workload in WORKLOADS:
+            for threads, policy in settings:
+                s = measure(workload, threads, policy, rounds[workload])
+                key = (workload, threads, policy)
+                best[key] = min(best.get(key, float("inf")), s)
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=150)
+    parser.add_argument("--convex-rounds", type=int, default=60)
+    parser.add_argument("--neural-rounds", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--spinners", type=int, default=None)
     args = parser.parse_args()
-    seconds(1, 2)  # warm-up: imports, f*, caches
-    idle = {t: seconds(t, args.rounds) for t in (1, 2)}
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    cores = os.cpu_count() or 1
+    spinners = args.spinners if args.spinners is not None else max(cores - 1, 1)
+    idle = table(args, cores)
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(spinners)]
     try:
         time.sleep(1.0)
-        busy = {t: seconds(t, args.rounds) for t in (1, 2)}
+        busy = table(args, cores)
     finally:
-        spinner.kill()
-    print(f"torch {torch.__version__}; {args.rounds} rounds of thesis_logreg md_weighted_greedy")
-    for t in (1, 2):
-        print(
-            f"{t} thread(s): idle {idle[t]:6.2f} s, one busy core {busy[t]:6.2f} s, "
-            f"busy/idle {busy[t] / idle[t]:.2f}"
-        )
-    print(f"idle: 1 thread / 2 threads = {idle[1] / idle[2]:.2f}; goal busy/idle <= 1.3 (default)")
+        for proc in procs:
+            proc.kill()
+    import torch
+
+    print(
+        f"torch {torch.__version__}, {cores} cores; busy = {spinners} spinning process(es); "
+        f"fastest of {args.repeats}"
+    )
+    print(
+        f"{'workload':8} {'threads':>7} {'wait':>8} {'idle s':>8} {'busy s':>8} "
+        f"{'busy/idle':>9} {'idle/best':>9} {'busy/best':>9}"
+    )
+    for workload in WORKLOADS:
+        keys = [k for k in idle if k[0] == workload]
+        best_idle = min(idle[k] for k in keys)
+        best_busy = min(busy[k] for k in keys)
+        for key in keys:
+            _, threads, policy = key
+            print(
+                f"{workload:8} {threads:7d} {policy:>8} {idle[key]:8.2f} {busy[key]:8.2f} "
+                f"{busy[key] / idle[key]:9.2f} {idle[key] / best_idle:9.2f} "
+                f"{busy[key] / best_busy:9.2f}"
+            )
 
 
 if __name__ == "__main__":

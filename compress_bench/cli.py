@@ -9,34 +9,50 @@ reaches it into one line on stderr:
             names the file that holds the traceback)
   128 + s   stopped by signal s (SIGTERM 143, SIGINT 130); rows written so far are kept
 
+A single run refused after Hydra made its folder (a missing dataset, say: most bad input is
+refused before, by :mod:`compress_bench.cli_checks`) removes that folder again, so a refused
+command leaves nothing behind.
+
 Set COMPRESS_BENCH_DEBUG=1 to see full tracebacks instead.
 """
 
+# ruff: noqa: E402  (the imports below come after signals.hold(): they take a second)
+
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from compress_bench import signals
+
+if Path(sys.argv[0]).stem == "compress-bench":  # the console script (python -m: __main__.py)
+    signals.hold()  # a signal while the slow imports below run is reported by main()
 
 import contextlib
 import logging
 import os
+import re
 import secrets
-import sys
+import shutil
 import traceback
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import MissingConfigException
+from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from compress_bench import signals
-from compress_bench.cli_checks import check_arguments, refuse_used_run_folder
-from compress_bench.config import register_configs
+from compress_bench.cli_checks import Checked, check_arguments, refuse_used_run_folder
+from compress_bench.config import register_configs, top_level_keys, unknown_key
 from compress_bench.errors import InternalError, Interrupted, PassThrough, UserError
 
 log = logging.getLogger("compress_bench")
-# matplotlib logs its font cache and paths at DEBUG; --info turns DEBUG on for everything
+# matplotlib logs its font cache and paths at DEBUG; --info turns DEBUG on for everything.
+# torch logs statistics at exit (FakeTensor cache stats) at INFO when its import was cut short
+# by a signal before torch could set its own levels.
 logging.getLogger("matplotlib").setLevel(logging.WARNING)
+logging.getLogger("torch").setLevel(logging.WARNING)
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -62,10 +78,16 @@ PLUGINS = {
 }
 
 
+# What the checks before Hydra found for this command: the folder a refused single run's
+# cleanup stops at, and warnings for the run's log
+_checked = Checked()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://compress_bench.conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from compress_bench.runner import build_run, execute
 
+    signals.check()  # a signal held while the imports ran
     hydra_cfg = HydraConfig.get()
     # resume=<run dir> continues that run in its own folder (Hydra's new folder keeps only
     # the resume command's .hydra record)
@@ -77,14 +99,21 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         if not resume:
             refuse_used_run_folder(out_dir)  # a folder given by interpolation reaches here
-        summary = execute(build_run(cfg), out_dir)
+        run = build_run(cfg)
+        signals.check()  # one held while build_run imported a module
+        _log_warnings(log.warning)
+        summary = execute(run, out_dir)
     except UserError as err:
-        _record_failure(out_dir, err)
+        _reraise_signal()
+        discarded = not sweeping and _discard_refused_run(hydra_cfg)
+        if not discarded:  # a sweep's report reads a failed job's summary
+            _record_failure(out_dir, err)
         if not sweeping:
             raise PassThrough(err) from None
         log.error("job %s failed: %s", hydra_cfg.job.num, one_line(err))
         return  # the sweep goes on; its report names this job
     except Exception as err:  # a bug: keep the traceback in the run folder, say one line
+        _reraise_signal()
         trace = _save_traceback(out_dir)
         _record_failure(out_dir, err)
         if not sweeping:
@@ -94,6 +123,48 @@ def _hydra_main(cfg: DictConfig) -> None:
         log.error("job %s failed (internal error, traceback in %s)", hydra_cfg.job.num, trace)
         return
     _log_final(summary, out_dir)
+
+
+def _log_warnings(say) -> None:
+    """Say the checks' warnings once: in the run's log when the run is built (a refused run
+    says its one error line only), else (--cfg) on stderr once the command is done."""
+    warnings, _checked.warnings = _checked.warnings, []
+    for text in warnings:
+        say(text)
+
+
+def _reraise_signal() -> None:
+    """A signal whose Interrupted library code turned into another error (or swallowed)
+    stops the command as the signal it is, not as a failed job."""
+    sig = signals.received()
+    if sig is not None:
+        raise Interrupted(sig) from None
+
+
+def _discard_refused_run(hydra_cfg) -> bool:
+    """A single run refused before its first round leaves no folder: remove the run folder
+    Hydra made when it holds nothing but Hydra's record (.hydra/) and the job's log, and the
+    empty folders above it up to the deepest one that existed before (``_checked``; a
+    folder the user gave that existed is kept, empty). True when the record was removed."""
+    folder = Path(hydra_cfg.runtime.output_dir)
+    own = {str(hydra_cfg.output_subdir), f"{hydra_cfg.job.name}.log"}
+    try:
+        entries = list(folder.iterdir())
+        if any(entry.name not in own for entry in entries):
+            return False  # the run wrote something (or the folder held files): keep it all
+        for entry in entries:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):  # what is left is an empty folder at worst
+        floor = _checked.run_floor
+        while floor is not None and floor in folder.parents:
+            folder.rmdir()  # fails (and stops) on a folder that holds anything else
+            folder = folder.parent
+    return True
 
 
 def _log_final(summary: dict, out_dir: Path) -> None:
@@ -154,6 +225,10 @@ def one_line(err: BaseException) -> str:
     """A single line saying what is wrong, from our errors or Hydra's and OmegaConf's."""
     if isinstance(err, MissingConfigException) and err.options:
         return _unknown_option(err)
+    if isinstance(err, ConfigCompositionException):
+        text = _composition_error(err)
+        if text:
+            return text
     if isinstance(err, OmegaConfBaseException):
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         key = getattr(err, "full_key", None)
@@ -165,6 +240,27 @@ def one_line(err: BaseException) -> str:
     if isinstance(cause, OmegaConfBaseException) and not isinstance(err, UserError):
         return f"{text.rstrip('.')}: {one_line(cause)}"
     return text or type(err).__name__
+
+
+def _composition_error(err: ConfigCompositionException) -> str | None:
+    """Hydra's errors for an unknown key and for ``+key`` on a known one, in our words; they
+    suggest ``+key=value``, which would only store a typo in the config. None: another one."""
+    cause = err.__cause__
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and cause.full_key:
+        path = str(cause.full_key)
+        if "." not in path:
+            return unknown_key(path, top_level_keys())
+        parent = cause.parent_node if isinstance(cause.parent_node, DictConfig) else {}
+        name = parent.get("name")
+        option = f"{path.partition('.')[0]}={name}" if name else None
+        return unknown_key(path, [str(key) for key in parent], option)
+    appended = re.search(
+        r"An item is already at '([^']*)'.*?remove \+ prefix: '([^']*)'", str(err), re.S
+    )
+    if appended:
+        key, plain = appended.groups()
+        return f"{key} is already in the config: write {plain!r}, without the +"
+    return None
 
 
 def _unknown_option(err: MissingConfigException) -> str:
@@ -195,23 +291,30 @@ def _fail(message: str, code: int) -> None:
 
 def main() -> None:
     """Entry point of ``compress-bench`` and ``python -m compress_bench``."""
+    global _checked
     debug = bool(os.environ.get("COMPRESS_BENCH_DEBUG"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     signals.install()
     try:
+        signals.check()  # a signal held since start-up
         if "--version" in sys.argv[1:]:
             print(_version())
             return
-        check_arguments(sys.argv[1:])
+        _forget_last_sweep()
+        _checked = check_arguments(sys.argv[1:])
+        signals.check()
         try:
             _hydra_main()
         except PassThrough as job:
             raise job.error from job.error.__cause__
+        signals.check()
+        _reraise_signal()
+        _log_warnings(lambda text: print(f"compress-bench: warning: {text}", file=sys.stderr))
         _exit_after_sweep()
     except Interrupted as sig:
-        _finish_sweep_report()
-        _fail(f"interrupted by {sig.signal.name}; metrics written so far are kept", sig.exit_code)
+        _interrupted(sig.signal)
     except InternalError as err:
+        _stop_if_signalled()
         if debug:
             raise
         where = f"traceback in {err.traceback_file}" if err.traceback_file else "no traceback"
@@ -219,9 +322,31 @@ def main() -> None:
     except Exception as err:
         # Everything else comes from composing the config or the overrides (our own job code
         # is wrapped above): bad input, whatever type Hydra or OmegaConf gave it.
+        _stop_if_signalled()
         if debug:
             raise
         _fail(f"error: {one_line(err)}", EXIT_USAGE)
+
+
+def _stop_if_signalled() -> None:
+    """An error that a signal caused (library code caught its Interrupted and raised another
+    error in its place) is reported as the signal."""
+    sig = signals.received()
+    if sig is not None:
+        _interrupted(sig)
+
+
+def _interrupted(sig) -> None:
+    _finish_sweep_report()
+    _fail(f"interrupted by {sig.name}; metrics written so far are kept", Interrupted(sig).exit_code)
+
+
+def _forget_last_sweep() -> None:
+    """The exit status follows this command's sweep only, not the report of one that an
+    earlier main() in this process made (tests call main() many times)."""
+    callback = sys.modules.get("compress_bench.report.callback")
+    if callback is not None:
+        callback.LAST_REPORT = None
 
 
 def _exit_after_sweep() -> None:
@@ -234,9 +359,12 @@ def _exit_after_sweep() -> None:
 
 
 def _finish_sweep_report() -> None:
-    """A sweep stopped by a signal still gets its report (it lists the jobs never run)."""
-    from compress_bench.report import callback
-
+    """A sweep stopped by a signal still gets its report (it lists the jobs never run). Only
+    a sweep that started has one to finish, and then the callback module is imported already:
+    importing it now could fail on a module that the signal left half imported."""
+    callback = sys.modules.get("compress_bench.report.callback")
+    if callback is None:
+        return
     with contextlib.suppress(BaseException):  # the signal is what must be reported
         callback.finish_pending_report()
 

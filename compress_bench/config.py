@@ -9,8 +9,10 @@ anything runs. Range checks that types cannot express live in :func:`validate`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -402,6 +404,9 @@ class Config:
     tol: float | None = bounded(None, ge=0)
     tol_metric: TolMetric = TolMetric.grad_norm_rel  # test_accuracy: stop at >= tol
     max_bits: float | None = bounded(None, gt=0)
+    # diverged once grad norm (networks: train loss) passes this x its value at x^0; None:
+    # only a non-finite value diverges (the rule and its default: loop.DIVERGE_FACTOR)
+    diverge_factor: float | None = bounded(1e6, gt=1)
     log_every: int = bounded(10, ge=1)
     device: Device = Device.auto
     dtype: DType = DType.float64
@@ -563,8 +568,9 @@ def _check_node(node: Any, schema: type, prefix: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Range checks the schema's types cannot express; raise ConfigError with one line.
 
-    Every group node is checked against the dataclass it was composed from (its bounds and
-    finiteness), and the top level against :class:`Config`."""
+    Every group node is checked against the dataclass it was composed from (its keys, bounds
+    and finiteness), and the top level against :class:`Config`."""
+    check_keys(cfg)
     _check_node(cfg, Config, "")
     for group, node in cfg.items():
         schema = group_schema(str(group), node)
@@ -574,3 +580,208 @@ def validate(cfg: DictConfig) -> None:
         lr = _number(cfg.lr, "lr (a positive number or 'auto')")
         if not lr > 0 or not math.isfinite(lr):
             raise ConfigError(f"lr must be positive and finite (or 'auto'), got {cfg.lr}")
+
+
+# --- keys: typos, and settings the chosen options ignore -----------------------------------
+
+
+def top_level_keys() -> list[str]:
+    """The keys and groups a command line may set at the top level (``hydra`` aside)."""
+    return sorted({f.name for f in dataclasses.fields(Config)} | set(config_groups()))
+
+
+def group_keys(group: str) -> dict[str, list[str]]:
+    """Each option of a schema group and its keys (``name`` aside, which the option sets)."""
+    if group == "importance":
+        options = dict.fromkeys(config_groups().get("importance", []), ImportanceConfig)
+    else:
+        options = SCHEMAS.get(group, {})
+    return {
+        option: [f.name for f in dataclasses.fields(schema) if f.name != "name"]
+        for option, schema in options.items()
+    }
+
+
+def unknown_key(path: str, known: Iterable[str], option: str | None = None) -> str:
+    """One line for a key the config does not have: the closest known key at that level
+    (difflib), or the options of the group that do have it, or the keys there are.
+
+    ``known`` are the keys at that level, ``option`` the group choice they belong to
+    (``compressor=top_k``). Never suggests Hydra's ``+key=value``, which would only store the
+    typo in the config."""
+    prefix, _, name = path.rpartition(".")
+    known = sorted(k for k in known if k != "name" and not str(k).startswith("_"))
+    where = f" for {option}" if option else ""
+    elsewhere = [
+        f"{prefix}={other}"
+        for other, keys in group_keys(prefix).items()
+        if name in keys and f"{prefix}={other}" != option
+    ]
+    close = difflib.get_close_matches(name, known, n=1)
+    if elsewhere:
+        hint = f"{name} belongs to {', '.join(elsewhere)}"
+    elif close:
+        hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?"
+    elif prefix:
+        hint = f"its keys: {', '.join(known)}" if known else "it has no keys"
+    else:
+        hint = "--help lists the keys"
+    return f"unknown key {path!r}{where} ({hint})"
+
+
+def _option(group: str, node: Any) -> str | None:
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    return f"{group}={name}" if name is not None else None
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse a key the schema does not declare. Hydra refuses ``rato=0.1`` by itself, but
+    ``+rato=0.1`` (or ``++``) appends the key and the run would go on with the default ratio,
+    the typo stored in its config as if it meant something."""
+    top = top_level_keys()
+    for key in cfg:
+        if key != "hydra" and key not in top:
+            raise ConfigError(unknown_key(str(key), top))
+    for group in cfg:
+        node = cfg._get_node(group)
+        if not isinstance(node, DictConfig) or group == "hydra":
+            continue
+        schema = group_schema(str(group), node)
+        if schema is None:
+            continue
+        fields = [f.name for f in dataclasses.fields(schema)]
+        for key in node:
+            if key not in fields:
+                raise ConfigError(unknown_key(f"{group}.{key}", fields, _option(group, node)))
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A setting the chosen options ignore: refused (exit 2), or only warned about when it
+    cannot change a result (``refuse`` False)."""
+
+    key: str
+    reason: str
+    refuse: bool = True
+
+
+# compressors that accept ratio and ignore it, and why
+RATIO_FREE = {"identity": "it sends every coordinate", "adaptive_rand_k": "it sends one coordinate"}
+UNSHUFFLED_SPLITS = ("contiguous", "file_order")
+
+
+def _text(value: Any) -> str:
+    return value.name if isinstance(value, Enum) else str(value)
+
+
+def md_compressors() -> list[str]:
+    """The compressors that run the importance solver (their schema has ``importance``)."""
+    return [option for option, keys in group_keys("compressor").items() if "importance" in keys]
+
+
+def unused_settings(cfg: DictConfig, keys: Iterable[str]) -> list[Unused]:
+    """The settings among ``keys`` (those a single run's command line sets: ``ratio``,
+    ``optimizer.momentum``, ``importance``, ...) that the options chosen in ``cfg`` never
+    read, so the run would silently go on without them. A sweep is not checked: there a key
+    may serve some of its jobs only (``-m optimizer=gd,sgd optimizer.momentum=0.9``)."""
+    found = []
+    for key in dict.fromkeys(keys):
+        for rule in UNUSED_RULES:
+            reason = rule(cfg, key)
+            if reason is not None:
+                found.append(Unused(key, reason, refuse=rule is not _data_dir_unused))
+                break
+    return found
+
+
+def _importance_unused(cfg: DictConfig, key: str) -> str | None:
+    if key.partition(".")[0] != "importance":
+        return None
+    compressor, md = _text(cfg.compressor.name), md_compressors()
+    if compressor not in md:
+        return (
+            f"{key} has no effect with compressor={compressor}: the importance solver serves "
+            f"the md_* compressors only ({', '.join(md)})"
+        )
+    if key == "importance.scope" and _text(cfg.granularity) == "global":
+        return (
+            "importance.scope has no effect with granularity=global (one tensor, one solve); "
+            "it chooses per-tensor or joint solves for granularity=layer"
+        )
+    return None
+
+
+def _ratio_unused(cfg: DictConfig, key: str) -> str | None:
+    compressor = _text(cfg.compressor.name)
+    if key == "ratio" and compressor in RATIO_FREE:
+        return f"ratio has no effect with compressor={compressor} ({RATIO_FREE[compressor]})"
+    return None
+
+
+def _eval_every_unused(cfg: DictConfig, key: str) -> str | None:
+    convex = issubclass(group_schema("problem", cfg.problem) or object, LogRegConfig)
+    if key == "eval_every" and cfg.eval_every is not None and convex:
+        return (
+            f"eval_every has no effect on problem={_text(cfg.problem.name)}: a convex problem "
+            "evaluates every logged row (log_every); eval_every is for the neural problems"
+        )
+    return None
+
+
+def _tol_metric_unused(cfg: DictConfig, key: str) -> str | None:
+    if key == "tol_metric" and cfg.tol is None:
+        return "tol_metric has no effect without tol (nothing stops on it); set tol too"
+    return None
+
+
+def _optimizer_unused(cfg: DictConfig, key: str) -> str | None:
+    optimizer = cfg.get("optimizer")
+    if not key.startswith("optimizer.") or not isinstance(optimizer, DictConfig):
+        return None
+    sub, schedule = key.partition(".")[2], _text(optimizer.get("schedule"))
+    if sub == "momentum" and optimizer.get("name") == "gd" and optimizer.momentum != 0:
+        return (
+            f"optimizer.momentum={optimizer.momentum} has no effect with optimizer=gd (plain "
+            "steps x - lr g); choose optimizer=sgd for heavy-ball momentum"
+        )
+    if sub in ("step_every", "gamma") and schedule != "step":
+        return (
+            f"{key} has no effect with optimizer.schedule={schedule}; it is read by "
+            "optimizer.schedule=step only"
+        )
+    return None
+
+
+def _problem_unused(cfg: DictConfig, key: str) -> str | None:
+    problem, global_ = cfg.problem, _text(cfg.granularity) == "global"
+    if key == "problem.layout" and problem.get("layout") is not None and global_:
+        return (
+            "problem.layout has no effect with granularity=global; it names the tensors that "
+            "granularity=layer compresses one by one"
+        )
+    split = _text(problem.get("split"))
+    seeded = problem.get("split_seed") is not None
+    if key == "problem.split_seed" and seeded and split in UNSHUFFLED_SPLITS:
+        return (
+            f"problem.split_seed has no effect with problem.split={split} (file order, no "
+            "shuffle); it seeds the iid and label_sorted splits"
+        )
+    return None
+
+
+def _data_dir_unused(cfg: DictConfig, key: str) -> str | None:
+    """Only a warning: where data would be looked for cannot change a result."""
+    if key == "data_dir" and cfg.data_dir is not None and cfg.problem.name == "synthetic_logreg":
+        return "data_dir is not read: problem=synthetic_logreg is generated, not loaded"
+    return None
+
+
+UNUSED_RULES = (
+    _importance_unused,
+    _ratio_unused,
+    _eval_every_unused,
+    _tol_metric_unused,
+    _optimizer_unused,
+    _problem_unused,
+    _data_dir_unused,
+)

@@ -1,18 +1,22 @@
 """What the convex round loop (runner.py) and the neural one (training.py) share: the summary
-head and the start of a run (resume first, so a refused one writes nothing), checkpoints at
-round starts, the bit ledger, the progress display, and the summary fields of a run stopped
-by an exception."""
+head and the start of a run (a resume is checked whole first, so a refused one writes
+nothing), checkpoints at round starts, the divergence factor, the bit ledger, the progress
+display, and the end of a run: summary.json written even on a full disk or in a read-only
+folder where that can be done at all, and a write error turned into one line."""
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import math
 import os
+import shutil
 import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,11 @@ from tqdm import tqdm
 
 from compress_bench import signals
 from compress_bench.compressors.bits import thesis_bits
-from compress_bench.errors import Interrupted
-from compress_bench.report import THESIS_BITS_COLUMN, write_json_atomic
+from compress_bench.errors import ConfigError, Interrupted, UserError
+from compress_bench.report import THESIS_BITS_COLUMN, MetricsWriter, write_json_atomic
+from compress_bench.report.metrics import json_safe
 from compress_bench.state import (
+    CHECKPOINT,
     RunState,
     config_fingerprint,
     load_checkpoint,
@@ -43,6 +49,23 @@ CONVEX_TOL_METRICS = ("grad_norm_rel", "grad_norm", "loss_gap", "loss")
 TRAINING_TOL_METRICS = ("train_loss", "test_loss", "test_accuracy")
 HIGHER_IS_BETTER = frozenset({"test_accuracy"})
 
+#: ``diverge_factor``'s default: a run has diverged once its gradient norm (convex problems)
+#: or its training loss (networks) is this many times its value at x^0. Runs that converge stay
+#: far below it: on mushrooms every operator of thesis_logreg, error_feedback and
+#: biased_compression at its preset step stays at or below 1x, and plain GD, TopK + EF and
+#: natural compression at steps up to 19 (past 2/L = 0.74, oscillating, not converging) peak
+#: at 57x, 17x and 9.2e3x; the MNIST smoke runs (dcgd, ef, ef21) peak at 2.1x their first
+#: loss. A run blown up by natural compression or power-of-two rounding, which saturate at
+#: +-2^127 and so never reach inf, passes it within a few rounds (lr=100: 1.2e6x at round 6).
+DIVERGE_FACTOR = 1e6
+
+
+def diverge_factor(cfg) -> float | None:
+    """The run's divergence factor: ``diverge_factor`` (None: only a non-finite value
+    diverges), DIVERGE_FACTOR when the config has no such key."""
+    value = cfg.get("diverge_factor", DIVERGE_FACTOR)
+    return None if value is None else float(value)
+
 
 def tol_reached(row: dict[str, Any], metric: str, tol: float | None) -> bool:
     """Whether the row's ``metric`` has reached ``tol`` (never for a missing or NaN value)."""
@@ -55,25 +78,53 @@ def tol_reached(row: dict[str, Any], metric: str, tol: float | None) -> bool:
 
 
 class Progress:
-    """A tqdm bar on a terminal; otherwise a plain log line every few seconds."""
+    """A tqdm bar on a terminal; otherwise a plain log line every few seconds.
 
-    def __init__(self, total: int, enabled: bool | None):
-        self.bar = (
-            tqdm(total=total, unit="round", leave=False)
-            if (sys.stderr.isatty() if enabled is None else enabled)
-            else None
-        )
+    The bar measures the stop the run will reach first. Without ``max_bits`` it counts rounds
+    out of ``rounds``. With ``max_bits`` it shows the percentage max(k / rounds, bits per
+    worker / max_bits): such a run usually ends on its bit budget long before ``rounds``
+    (thesis_logreg: rounds=100000 as a cap), and a bar counting rounds alone showed an ETA of
+    millions of hours."""
+
+    def __init__(
+        self, total: int, enabled: bool | None, max_bits: float | None = None, start: int = 0
+    ):
+        self.rounds, self.max_bits = total, max_bits
+        show = sys.stderr.isatty() if enabled is None else enabled
+        if not show:
+            self.bar = None
+        elif max_bits is None:
+            self.bar = tqdm(total=total, initial=start, unit="round", leave=False)
+        else:
+            self.bar = tqdm(
+                total=100,
+                leave=False,
+                bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
+            )
         self.last = time.perf_counter()
+
+    def done(self, k: int, bits: float) -> float:
+        """The share of the run done at round k with ``bits`` per worker spent, in [0, 1]."""
+        by_rounds = k / self.rounds if self.rounds > 0 else 1.0
+        if self.max_bits is None:
+            return min(by_rounds, 1.0)
+        return min(max(by_rounds, bits / self.max_bits), 1.0)
 
     def update(
         self, k: int, total: int, rel: float, bits: float, what: str = "grad_norm_rel"
     ) -> None:
         if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix({what: f"{rel:.2e}", "bits": f"{bits:.3g}"}, refresh=False)
+            postfix = {what: f"{rel:.2e}", "bits": f"{bits:.3g}"}
+            if self.max_bits is None:
+                self.bar.update(1)
+            else:
+                postfix = {"round": str(k), **postfix}
+                self.bar.update(100 * self.done(k, bits) - self.bar.n)
+            self.bar.set_postfix(postfix, refresh=False)
         elif time.perf_counter() - self.last >= PLAIN_LOG_SECONDS:
             self.last = time.perf_counter()
-            log.info("round %d/%d  %s %.3e  bits/worker %.4g", k, total, what, rel, bits)
+            budget = "" if self.max_bits is None else f" of {self.max_bits:.4g}"
+            log.info("round %d/%d  %s %.3e  bits/worker %.4g%s", k, total, what, rel, bits, budget)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -153,16 +204,275 @@ class Checkpoints:
         return replace(state, x=state.x.to(device), method=to_device(state.method, device))
 
 
-def start_run(run, out_dir: Path) -> tuple[dict[str, Any], Path, Checkpoints, Any]:
-    """What both round loops do first: the summary head, the checkpoint to resume from (read
-    before anything is written, so a refused resume leaves the folder as it was), and
-    summary.json with status running. Returns (summary, its path, checkpoints, resumed)."""
+@dataclass
+class Start:
+    """A started run: its summary (status running, written), the checkpoints, and for a
+    resumed run its RunState and the last metrics row it keeps ({} for a fresh run)."""
+
+    summary: dict[str, Any]
+    summary_path: Path
+    checkpoints: Checkpoints
+    resumed: RunState | None
+    last_row: dict[str, Any]
+
+
+def start_run(
+    run, out_dir: Path, columns: tuple[str, ...], needs: dict[str, tuple[str, ...]]
+) -> Start:
+    """What both round loops do first. A resume is checked whole before anything is written
+    (:func:`check_resume`), its random streams and data order restored, then summary.json is
+    written with status running (a folder that refuses it is one line, nothing written), and a
+    resumed run's log moves to its own folder (:func:`continue_log_in`). ``columns`` are the
+    loop's metrics.csv columns, ``needs`` the ledger and metrics keys its checkpoints hold."""
     summary = summary_head(run)
     summary_path = out_dir / "summary.json"
     checkpoints = Checkpoints(run, out_dir)
     resumed = checkpoints.load()
-    write_json_atomic(summary_path, summary)
-    return summary, summary_path, checkpoints, resumed
+    last_row: dict[str, Any] = {}
+    if resumed is not None:
+        last_row = check_resume(run, resumed, out_dir, columns, needs)
+        _restore(run, resumed, out_dir / CHECKPOINT)
+        summary["resumed_at_round"] = resumed.round
+    try:
+        write_json_atomic(summary_path, summary)
+    except OSError as err:
+        raise UserError(
+            f"cannot write {summary_path}: {err.strerror or err}; nothing was written"
+        ) from None
+    if resumed is not None:
+        continue_log_in(out_dir, resumed.round)
+    return Start(summary, summary_path, checkpoints, resumed, last_row)
+
+
+def check_resume(
+    run,
+    resumed: RunState,
+    out_dir: Path,
+    columns: tuple[str, ...],
+    needs: dict[str, tuple[str, ...]],
+) -> dict[str, Any]:
+    """ConfigError, one line, for a resume that could damage the run, checked before anything
+    is written so that a refused resume leaves the folder byte for byte as it was:
+    ``rounds`` below the checkpoint's round (the run would end before its own checkpoint and
+    its rows after ``rounds`` would be cut), an x of another shape or dtype than the problem's,
+    a checkpoint without the ledger or metrics entries of this loop, a metrics.csv that does
+    not hold the rows the checkpoint counts (fewer rows, other columns, or a last kept row of
+    another round than the checkpoint recorded), a folder that cannot be written. Returns the
+    last metrics row the resumed run keeps, as numbers ({} when it keeps none)."""
+    where = out_dir / CHECKPOINT
+    k = resumed.round
+    rounds = run.cfg.rounds
+    if rounds < k:
+        raise ConfigError(
+            f"resume: {where} is at round {k}, past rounds={rounds}; resume with rounds >= {k} "
+            "(the run folder is left as it was)"
+        )
+    problem, x = run.problem, resumed.x
+    fits = isinstance(x, torch.Tensor) and tuple(x.shape) == (problem.d,)
+    if not fits or x.dtype != problem.dtype:
+        got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ConfigError(
+            f"resume: {where} holds an x of shape {got}; this run's x is ({problem.d},) "
+            f"{problem.dtype}"
+        )
+    for part, keys in needs.items():
+        missing = [key for key in keys if key not in getattr(resumed, part)]
+        if missing:
+            raise ConfigError(f"resume: {where} is incomplete (no {part} {', '.join(missing)})")
+    rows = resumed.metrics["rows"]
+    if not isinstance(rows, int) or rows < 0:
+        raise ConfigError(f"resume: {where} is incomplete (its metrics row count is {rows!r})")
+    try:
+        _, last = MetricsWriter.resume_point(out_dir / "metrics.csv", columns, rows)
+    except ValueError as err:
+        raise ConfigError(f"resume: {err}; it does not match {where}") from None
+    last_row = dict(last)
+    expected = resumed.metrics.get("last_row_round")  # checkpoints since this check
+    got = last_row.get("round")
+    if (expected is not None and got != expected) or (got is not None and got >= k):
+        recorded = f"round {expected}" if expected is not None else f"a round below {k}"
+        raise ConfigError(
+            f"resume: {out_dir / 'metrics.csv'} does not match {where}: the last row it keeps "
+            f"(row {rows}) is round {got}, the checkpoint recorded {recorded}"
+        )
+    unwritable = [
+        str(path)
+        for path in (out_dir, out_dir / "metrics.csv", out_dir / "summary.json")
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+    ]
+    if unwritable:
+        raise ConfigError(f"resume: cannot write {', '.join(unwritable)} (permission denied)")
+    return last_row
+
+
+def _restore(run, resumed: RunState, where: Path) -> None:
+    """The checkpoint's random streams and data order into the run (nothing written yet)."""
+    try:
+        run.streams.set_state(resumed.streams)
+        run.problem.set_data_state(resumed.data)
+    except Exception as err:
+        raise ConfigError(
+            f"resume: {where} does not fit this run ({type(err).__name__}: "
+            f"{' '.join(str(err).split())})"
+        ) from None
+
+
+def continue_log_in(out_dir: Path, k: int) -> None:
+    """A resumed run logs into its own folder. Hydra made a new folder for the resume command
+    (its .hydra record and compress-bench.log), while the run continues in ``out_dir``; so
+    the log file handler moves to ``out_dir``'s compress-bench.log (appended, with what this
+    command logged so far), the command's record moves to ``out_dir/.hydra/resume-<name>/``,
+    and the folder Hydra made, now empty, is removed (with parents it leaves empty, below the
+    working directory). A line says where the run continues. Best effort: a step that fails
+    leaves the log where it was."""
+    log.info("resuming %s at round %d (checkpoint.pt); its log continues there", out_dir, k)
+    hydra_dir, record = _hydra_run_dir()
+    if hydra_dir is None or hydra_dir == out_dir.resolve():
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        old = Path(handler.baseFilename)
+        if old.resolve().parent != hydra_dir:
+            continue
+        try:
+            new = logging.FileHandler(out_dir / old.name, mode="a", encoding="utf-8")
+        except OSError as err:
+            log.warning("the log stays in %s (%s)", old, err.strerror or err)
+            return
+        new.setFormatter(handler.formatter)
+        new.setLevel(handler.level)
+        handler.flush()
+        try:
+            new.stream.write(old.read_text(encoding="utf-8", errors="replace"))
+            new.flush()
+        except OSError:
+            pass
+        root.addHandler(new)
+        root.removeHandler(handler)
+        handler.close()
+        old.unlink(missing_ok=True)
+    if record is not None and record.is_dir():
+        target = out_dir / ".hydra" / f"resume-{hydra_dir.name}"
+        try:
+            target.mkdir(parents=True, exist_ok=False)
+            for item in record.iterdir():
+                shutil.move(str(item), target / item.name)
+            record.rmdir()
+        except OSError as err:
+            log.debug("the resume command's Hydra record stays in %s: %s", record, err)
+            return
+        log.info("this command's Hydra record: %s", target)
+    _remove_empty(hydra_dir)
+
+
+def _hydra_run_dir() -> tuple[Path | None, Path | None]:
+    """(the folder Hydra made for this single run, its .hydra record), or (None, None)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.RUN:
+        return None, None
+    folder = Path(hydra_cfg.runtime.output_dir).resolve()
+    subdir = hydra_cfg.output_subdir
+    return folder, (folder / subdir if subdir else None)
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` if empty, then its parents while empty and below the working
+    directory (outputs/<date>/ of the default layout); never a folder with anything in it."""
+    cwd = Path.cwd().resolve()
+    for path in (folder, *folder.parents):
+        if path != folder and (path == cwd or cwd not in path.parents):
+            return
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
+def save_summary(path: Path, summary: dict[str, Any]) -> OSError | None:
+    """Write the final summary.json; None when it was written, else the error of the write.
+
+    A run must not end with summary.json at ``running`` (a report would take it for a live or
+    killed run). The atomic write needs a new file in the folder, which a full disk or a
+    read-only folder refuses; then the existing summary.json (the one that says running) is
+    overwritten in place, compact, no longer than it was, so no new space is needed; if even
+    that fails, the caller must say summary.json could not be written."""
+    try:
+        write_json_atomic(path, summary)
+        return None
+    except OSError as err:
+        first = err
+    try:
+        _overwrite_in_place(path, summary)
+    except OSError:
+        return first
+    return None
+
+
+def _overwrite_in_place(path: Path, summary: dict[str, Any]) -> None:
+    """``summary`` over the existing file's bytes (never longer: the config and then the final
+    metrics are left out until it fits), the rest cut off, fsync'ed."""
+    brief = {key: value for key, value in summary.items() if key != "config"}
+    essential = {
+        key: summary.get(key) for key in ("status", "stop_reason", "error", "signal", "rounds_done")
+    }
+    with path.open("r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        for candidate in (summary, brief, essential):
+            text = json.dumps(json_safe(candidate), separators=(",", ":"), default=str)
+            data = (text + "\n").encode("utf-8")
+            if len(data) <= size:
+                break
+        else:
+            raise OSError(errno.ENOSPC, "no room to overwrite in place", str(path))
+        fh.write(data)
+        fh.truncate(len(data))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def finish_summary(path: Path, summary: dict[str, Any], done: str) -> None:
+    """Write the summary of a run that ended by itself; UserError, one line, when summary.json
+    cannot be written at all (``done`` says what the run did: its rows are complete)."""
+    error = save_summary(path, summary)
+    if error is not None:
+        raise UserError(
+            f"cannot write {path}: {error.strerror or error}; the run {done} but summary.json "
+            "could not be written (it may still say running)"
+        )
+
+
+def failure_to_raise(
+    err: BaseException, summary_path: Path, summary: dict[str, Any]
+) -> BaseException:
+    """After a run stopped by ``err``: write its summary (status failed or interrupted) and
+    return what to raise. A write error (an OSError: a full disk, a read-only folder, a
+    quota) becomes a UserError, one line naming the file and saying what summary.json says,
+    so that the command prints it instead of an internal-error report; anything else is
+    returned as it is, with a logged line when summary.json could not be written."""
+    summary.update(stopped(err))
+    error = save_summary(summary_path, summary)
+    status = (
+        f"summary.json says {summary['status']}"
+        if error is None
+        else f"summary.json could not be written either ({error.strerror or error}): it may "
+        "still say running"
+    )
+    if isinstance(err, OSError):
+        what = err.filename or summary_path.parent
+        return UserError(
+            f"cannot write {what}: {err.strerror or err}; the run stopped at round "
+            f"{summary.get('rounds_done', 0)}, the metrics rows written are kept, {status}"
+        )
+    if error is not None:
+        log.error("%s: %s", summary_path, status)
+    return err
 
 
 class BitLedger:

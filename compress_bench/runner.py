@@ -2,7 +2,17 @@
 
 Row k of metrics.csv describes x^k and the bits spent to reach it; row 0 is x^0 with 0 bits.
 Stopping rules, checked in this order at every round k:
-  diverged  f(x^k) or grad f(x^k) is not finite (status "diverged", exit code 0: a sweep goes on)
+  diverged  f(x^k) or grad f(x^k) is not finite, or ||grad f(x^k)|| > diverge_factor
+            ||grad f(x^0)|| (default 1e6, loop.DIVERGE_FACTOR; diverge_factor=null: only the
+            non-finite rule). Status "diverged", exit code 0: a sweep goes on; summary.json
+            records the round and the rule. The factor is needed because natural compression
+            and power-of-two rounding saturate at +-2^127: a blown-up run keeps a finite loss
+            (lr=100 with quantizer=natural on mushrooms: f - f* = 5e80 at round 300) and
+            would end "completed". The gradient norm is the measure because it is scale-free,
+            needs no f*, and bounds the gap of a strongly convex f (f - f* <= ||grad f||^2 /
+            2 mu), while without l2 it stays bounded where x may rightly run off to infinity
+            (separable data); the runs that converge peak at a few times their initial
+            gradient norm (loop.DIVERGE_FACTOR says what was measured)
   tol       tol_metric reaches tol: by default ||grad f(x^k)|| / ||grad f(x^0)|| <= tol
   rounds    k == rounds
   max_bits  the round's message would take the bits per worker past max_bits; the round is
@@ -28,14 +38,16 @@ from compress_bench.compressors.base import k_from_ratio
 from compress_bench.compressors.chain import chain
 from compress_bench.compressors.layerwise import layerwise, tensor_k
 from compress_bench.config import validate
-from compress_bench.errors import ConfigError
+from compress_bench.errors import ConfigError, UserError
 from compress_bench.loop import (
     CONVEX_TOL_METRICS,
     TRAINING_TOL_METRICS,
     BitLedger,
     Progress,
+    diverge_factor,
+    failure_to_raise,
+    finish_summary,
     start_run,
-    stopped,
     tol_reached,
 )
 from compress_bench.memory import keep_freed_memory
@@ -48,7 +60,6 @@ from compress_bench.report import (
     THESIS_BITS_COLUMN,
     MetricsWriter,
     plot_run,
-    write_json_atomic,
 )
 from compress_bench.rng import Streams
 from compress_bench.state import RunState
@@ -112,12 +123,20 @@ class Run:
 
 
 def resolve_threads(requested: int | None) -> int:
-    """torch's intra-op thread count. Small ops with 2 threads on a 2-core machine where
-    another process runs can be many times slower than with 1, while on an idle machine
-    every core helps. So the default is 1 thread in a sweep (its jobs, and whatever else runs
-    beside a sweep, share the machine) and every core for a single run. The rule reads only
-    the command, never the machine's load, so a command's results never depend on what else
-    was running (the thread count can change the order of floating-point sums)."""
+    """torch's intra-op thread count: 1 in a sweep (its jobs, and whatever else runs beside
+    a sweep, share the machine) and every core for a single run, where on an idle machine
+    every core helps (a network's forward/backward runs about 2x faster on 2 cores).
+
+    What made every core collapse beside a busy process (a 2-thread MNIST run 13.6x slower
+    than a 1-thread one) was OpenMP's spin-waiting, not the thread count: a thread that waits
+    at the end of a parallel op spins on a core the straggling thread needs. The package sets
+    ``OMP_WAIT_POLICY=PASSIVE`` when it is imported (compress_bench/__init__.py), which keeps
+    the 2-thread default within a small factor of the best setting when busy and costs
+    nothing measurable when idle (benchmarks/bench_threads.py, figures in the README).
+
+    The rule reads only the command, never the machine's load, so a command's results never
+    depend on what else was running (the thread count can change the order of floating-point
+    sums)."""
     if requested is not None:
         return int(requested)
     return 1 if _in_sweep() else (os.cpu_count() or 1)
@@ -212,18 +231,30 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+#: what a convex checkpoint holds besides x, the method state, streams and data order
+CONVEX_NEEDS = {
+    "ledger": ("total", "thesis_total", "grad_evals"),
+    "metrics": ("rows", "grad0", "last_round", "compression_error", "wall_time"),
+}
+
+
 def execute(run: Run, out_dir: Path) -> dict[str, Any]:
-    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir."""
+    """Run the rounds, writing metrics.csv, summary.json and loss.png into out_dir.
+
+    A write that fails (a full disk, a read-only folder) stops the run with one line (a
+    UserError): the rows written are kept, summary.json says failed (or the line says it could
+    not be written), no temporary file is left."""
     if run.problem.stochastic:
         from compress_bench.training import execute_training
 
         return execute_training(run, out_dir)
     cfg, problem, method = run.cfg, run.problem, run.method
     n = problem.n_workers
-    summary, summary_path, checkpoints, resumed = start_run(run, out_dir)
-
     bits = BitLedger(n, thesis=cfg.bits_convention == "thesis")
     columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ())
+    started = start_run(run, out_dir, columns, CONVEX_NEEDS)
+    summary, summary_path, checkpoints = started.summary, started.summary_path, started.checkpoints
+    resumed = started.resumed
     problem.evaluations = 0  # count only the run's own oracle calls, not the f* solve
     last_round: dict[str, Any] = {"bits_per_coordinate": math.nan}
     pending_error = _no_error  # the compression error of the last round, computed on demand
@@ -232,20 +263,21 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         state = method.init_state(x)
     else:
         x, state, start_round = resumed.x, resumed.method, resumed.round
-        run.streams.set_state(resumed.streams)
         bits.total, bits.thesis_total = resumed.ledger["total"], resumed.ledger["thesis_total"]
         problem.evaluations = resumed.ledger["grad_evals"]
         grad0, kept_rows = resumed.metrics["grad0"], resumed.metrics["rows"]
         last_round = dict(resumed.metrics["last_round"])
         stored_error = resumed.metrics["compression_error"]
         pending_error, elapsed = (lambda: stored_error), resumed.metrics["wall_time"]
-        problem.set_data_state(resumed.data)
-    status, reason, row = "completed", "rounds", {}
+    status, reason, row = "completed", "rounds", started.last_row
+    why = ""
     start = time.perf_counter() - elapsed
-    progress = Progress(cfg.rounds, cfg.progress)
+    progress = Progress(cfg.rounds, cfg.progress, cfg.max_bits, start_round)
     # plain locals: OmegaConf attribute access costs microseconds, and this loop is hot
     rounds, tol, max_bits, log_every = cfg.rounds, cfg.tol, cfg.max_bits, cfg.log_every
     tol_metric, minibatch = cfg.tol_metric, problem.minibatch
+    factor = diverge_factor(cfg)
+    has_factor = factor is not None
 
     def run_state(k: int, writer: MetricsWriter) -> RunState:
         return RunState(
@@ -261,6 +293,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
             },
             metrics={
                 "rows": writer.rows,
+                "last_row_round": writer.last_round,
                 "grad0": grad0,
                 "last_round": last_round,
                 "compression_error": pending_error(),
@@ -300,8 +333,9 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     "wall_time": time.perf_counter() - start,
                 }
                 stop = None
-                if not _finite(loss, grad_norm):
+                if not _finite(loss, grad_norm) or (has_factor and rel > factor):
                     status, stop = "diverged", "diverged"
+                    why = _divergence(loss, grad_norm, rel, factor)
                 elif tol_reached(row, tol_metric, tol):
                     stop = "tol"
                 elif k == rounds:
@@ -326,20 +360,36 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         progress.close()
-        summary.update(stopped(err), **_final(row, start))
-        write_json_atomic(summary_path, summary)
-        _plot_quietly(out_dir, summary)  # the rows written are real: draw them
-        raise
+        summary.update(**_final(row, start))
+        raised = failure_to_raise(err, summary_path, summary)
+        if not isinstance(err, OSError):  # a write failed: a figure would fail or fill it
+            plot_quietly(out_dir, summary)  # the rows written are real: draw them
+        if raised is err:
+            raise
+        raise raised from err
     progress.close()
 
     summary.update(status=status, stop_reason=reason, **_final(row, start))
-    write_json_atomic(summary_path, summary)
     if status == "diverged":
-        log.warning(
-            "diverged at round %d (non-finite loss); metrics kept in %s", row["round"], out_dir
-        )
-    plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=_title(summary))
+        summary["divergence"] = {"round": row["round"], "rule": why}
+    finish_summary(summary_path, summary, f"ended ({status}, {reason})")
+    if status == "diverged":
+        log.warning("diverged at round %d (%s); metrics kept in %s", row["round"], why, out_dir)
+    try:
+        plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=run_title(summary))
+    except OSError as err:
+        raise UserError(
+            f"cannot write {out_dir / 'loss.png'}: {err.strerror or err}; metrics.csv and "
+            f"summary.json are complete"
+        ) from err
     return summary
+
+
+def _divergence(loss: float, grad_norm: float, rel: float, factor: float | None) -> str:
+    """Which divergence rule fired (module docstring), for summary.json and the log."""
+    if not _finite(loss, grad_norm):
+        return "non-finite loss or gradient"
+    return f"||grad f(x^k)|| / ||grad f(x^0)|| = {rel:.3g} > diverge_factor {factor:g}"
 
 
 def _evaluate(problem, method, x: torch.Tensor, minibatch: bool):
@@ -358,10 +408,10 @@ def _no_error() -> float:
     return math.nan
 
 
-def _plot_quietly(out_dir: Path, summary: dict[str, Any]) -> None:
+def plot_quietly(out_dir: Path, summary: dict[str, Any]) -> None:
     """loss.png after an interruption or a failure; a plotting problem must not hide it."""
     try:
-        plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=_title(summary))
+        plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=run_title(summary))
     except Exception as err:
         log.warning("could not draw loss.png: %s", err)
 
@@ -381,7 +431,8 @@ def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
     }
 
 
-def _title(summary: dict[str, Any]) -> str:
+def run_title(summary: dict[str, Any]) -> str:
+    """The title of a run's loss.png: problem, method, operator, k/d, n and status."""
     q = "" if summary["quantizer"] == "none" else f" + {summary['quantizer']}"
     return (
         f"{summary['problem']}: {summary['method']}, {summary['compressor']}{q}, "

@@ -4,6 +4,19 @@ A signal that arrives while the runner is inside a round (between writing a metr
 the next) is held until the round ends, so a row is never cut in half and summary.json records
 ``interrupted`` with the signal's name; outside the rounds it is raised at once. A second
 SIGINT while one is held is raised at once (the user insists).
+
+Two more places hold a signal instead of raising it, because an exception raised there would
+come out as a traceback, or as some other error, instead of one line:
+
+- start-up: :func:`hold` is the first thing the command does (before its slow imports of
+  Hydra and torch), and :func:`install`, at the top of ``main()``, ends the hold; the signal
+  is then raised by :func:`check`, inside ``main()``'s error handling;
+- imports: an exception raised in the middle of a module's import leaves it half imported
+  (a later import of it fails with an unrelated error) and may be caught and replaced by
+  library code; the import finishes, and the signal is raised at the next :func:`check`.
+
+:func:`received` remembers the last signal raised, so that ``main()`` still reports it when
+library code turned the exception into another one (or swallowed it).
 """
 
 from __future__ import annotations
@@ -16,27 +29,63 @@ from collections.abc import Iterator
 from compress_bench.errors import Interrupted
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_IMPORT_FRAMES = "<frozen importlib._bootstrap"  # both _bootstrap and _bootstrap_external
 
 _deferring = 0
 _pending: signal.Signals | None = None
+_received: signal.Signals | None = None
+_ready = False  # False while starting up: every signal is held until install()
 
 
 def _handler(signum: int, frame: object) -> None:
-    global _pending
+    global _pending, _received
     sig = signal.Signals(signum)
-    if _deferring and not (_pending == sig == signal.SIGINT):
+    _received = sig
+    insisting = _pending == sig == signal.SIGINT
+    if not _ready or (not insisting and (_deferring or _importing(frame))):
         _pending = sig
         return
+    _pending = None
     raise Interrupted(sig)
+
+
+def _importing(frame) -> bool:
+    """True when the interrupted code runs inside an import statement."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_IMPORT_FRAMES):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _set_handlers() -> bool:
+    if threading.current_thread() is not threading.main_thread():
+        return False  # Python allows handlers in the main thread only
+    for sig in HANDLED:
+        signal.signal(sig, _handler)
+    return True
+
+
+def hold() -> None:
+    """Start-up: hold every handled signal until :func:`install` (instead of Python's default
+    for SIGTERM, a silent death, or a KeyboardInterrupt traceback for SIGINT)."""
+    global _ready
+    if _set_handlers():
+        _ready = False
 
 
 def install() -> None:
     """Route the handled signals through :func:`_handler` (main thread only; elsewhere a
-    no-op, as Python allows handlers only there)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in HANDLED:
-        signal.signal(sig, _handler)
+    no-op). A signal held since :func:`hold` stays pending for the next :func:`check`."""
+    global _ready, _received
+    if _set_handlers():
+        _ready = True
+        _received = _pending  # forget a signal an earlier main() in this process reported
+
+
+def received() -> signal.Signals | None:
+    """The last signal received since :func:`install`, raised or still held; None if none."""
+    return _received
 
 
 @contextlib.contextmanager

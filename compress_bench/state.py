@@ -11,8 +11,12 @@ Checkpoints are atomic: written to a temporary file in the run folder, flushed, 
 renamed over ``checkpoint.pt`` (and the folder fsync'ed), so a kill at any moment leaves the
 previous checkpoint or the new one, never half of one. A checkpoint records a fingerprint of
 the config that produced it (everything but the keys that may change on resume: ``rounds``,
-``checkpoint_every``, ``resume``, ``progress``, ``threads``, ``data_dir``); resuming under
-another config is refused with one line.
+``checkpoint_every``, ``resume``, ``progress``, ``threads``, ``data_dir``, ``diverge_factor``);
+resuming under another config is refused with one line, as is a checkpoint torch cannot load
+(called corrupt or unreadable: torch's advice to load it with ``weights_only=False``, i.e. to
+run the file's pickled code, is not passed on) or one that is not a whole RunState. A failed
+write (a full disk, a read-only folder) removes the temporary file, keeps the previous
+checkpoint and raises the OSError of the write, naming checkpoint.pt.
 """
 
 from __future__ import annotations
@@ -31,8 +35,17 @@ from compress_bench.errors import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 1
-#: keys a resumed run may change without changing what its rounds compute
-RESUME_FREE_KEYS = ("rounds", "checkpoint_every", "resume", "progress", "threads", "data_dir")
+#: keys a resumed run may change without changing what its rounds compute (diverge_factor, like
+#: rounds, only says when to stop; and a config that gains the key keeps its fingerprint)
+RESUME_FREE_KEYS = (
+    "rounds",
+    "checkpoint_every",
+    "resume",
+    "progress",
+    "threads",
+    "data_dir",
+    "diverge_factor",
+)
 
 
 @dataclass
@@ -56,24 +69,60 @@ def config_fingerprint(cfg: dict[str, Any]) -> str:
 
 
 def save_checkpoint(folder: Path, state: RunState, fingerprint: str) -> Path:
-    """Write ``folder/checkpoint.pt`` atomically (write, flush, fsync, rename)."""
+    """Write ``folder/checkpoint.pt`` atomically (write, flush, fsync, rename). On a failure
+    (a full disk, a read-only folder) the temporary file is removed, the previous checkpoint
+    is left as it was, and the error is the OSError of the write, naming checkpoint.pt
+    (torch's own writer would turn it into a RuntimeError about zip positions)."""
     folder = Path(folder)
+    final = folder / CHECKPOINT
     # fields as they are (dataclasses.asdict would deep-copy every tensor)
     values = {f.name: getattr(state, f.name) for f in fields(state)}
     payload = {"format": FORMAT_VERSION, "config": fingerprint, "state": values}
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise _naming(err, final) from err
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            sink = _Sink(fh)
+            try:
+                torch.save(payload, sink)
+            except RuntimeError:
+                if sink.error is not None:  # the write failed: say so, not torch's zip error
+                    raise sink.error from None
+                raise
             fh.flush()
             os.fsync(fh.fileno())
-        final = folder / CHECKPOINT
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _naming(err, final) from err
         raise
     _fsync_folder(folder)
     return final
+
+
+class _Sink:
+    """The file torch.save writes to, keeping the OSError of a failed write (torch's C++
+    writer reports it only as a RuntimeError)."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    return type(err)(err.errno, err.strerror or str(err), str(path))
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -91,22 +140,37 @@ def _fsync_folder(folder: Path) -> None:
 
 def load_checkpoint(folder: Path, fingerprint: str) -> RunState:
     """The RunState of ``folder/checkpoint.pt``; ConfigError (one line) when there is none,
-    it cannot be read, or another config wrote it."""
+    it cannot be read, it is not a whole checkpoint of this version, or another config wrote
+    it. A file torch cannot load is called corrupt or unreadable: torch's own message (which
+    suggests ``weights_only=False``, i.e. running pickled code from the file) is not passed on."""
     path = Path(folder) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"resume={folder}: no {CHECKPOINT} there (set checkpoint_every)")
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # a truncated or foreign file: one line, not a traceback
-        raise ConfigError(f"resume: {path} cannot be read as a checkpoint ({err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+    except OSError as err:
+        raise ConfigError(f"resume: cannot read {path} ({err.strerror or err})") from None
+    except Exception:  # a truncated or foreign file: one line, not a traceback
+        raise ConfigError(
+            f"resume: {path} is corrupt or unreadable (not a checkpoint torch can load)"
+        ) from None
+    state = payload.get("state") if isinstance(payload, dict) else None
+    if (
+        not isinstance(payload, dict)
+        or payload.get("format") != FORMAT_VERSION
+        or not isinstance(state, dict)
+        or set(state) != {f.name for f in fields(RunState)}
+        or not isinstance(state["round"], int)
+        or not isinstance(state["x"], torch.Tensor)
+        or not all(isinstance(state[key], dict) for key in ("streams", "ledger", "metrics"))
+    ):
         raise ConfigError(f"resume: {path} is not a compress-bench checkpoint of this version")
     if payload.get("config") != fingerprint:
         raise ConfigError(
             f"resume: {path} was written by another config; resume with the same overrides "
             f"(only {', '.join(RESUME_FREE_KEYS)} may change)"
         )
-    return RunState(**payload["state"])
+    return RunState(**state)
 
 
 def to_device(value: Any, device: torch.device) -> Any:

@@ -12,7 +12,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("COMPRESS_BENCH_DATA") or REPO.parent / "shared" / "datasets")
+
+
+def datasets_dir() -> Path:
+    """Where the tests look for the offline datasets: ``$COMPRESS_BENCH_DATA`` when it is set
+    (and not empty), else ``../shared/datasets`` beside the repository. Every test finds its
+    data through this function (or :func:`dataset_path`), never through a path of its own."""
+    configured = os.environ.get("COMPRESS_BENCH_DATA")
+    if configured:
+        return Path(configured).expanduser().absolute()
+    return REPO.parent / "shared" / "datasets"
+
+
+def dataset_path(*parts: str) -> Path:
+    """``DATASETS / parts`` (the folder as the session started, whatever a test's monkeypatch
+    does to the variable later); the calling test is skipped, with the place it looked, when
+    that file or folder is absent."""
+    path = DATASETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(
+            f"offline dataset not found at {path} (set COMPRESS_BENCH_DATA to the folder that "
+            "holds mushrooms/, cifar10/, mnist/)"
+        )
+    return path
+
+
+#: the datasets folder as the session started (see datasets_dir)
+DATASETS = datasets_dir()
+SHARED_DATASETS = DATASETS  # the name other test modules import
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +72,7 @@ def _restore_logging():
 @pytest.fixture(scope="session")
 def mushrooms_dir(tmp_path_factory) -> Path:
     """A private copy of the offline mushrooms folder."""
-    source = SHARED_DATASETS / "mushrooms" / "mushrooms"
-    if not source.is_file():
-        pytest.skip(f"offline mushrooms copy not found at {source}")
+    source = dataset_path("mushrooms", "mushrooms")
     root = tmp_path_factory.mktemp("datasets")
     (root / "mushrooms").mkdir()
     shutil.copy(source, root / "mushrooms" / "mushrooms")

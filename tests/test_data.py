@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -23,22 +24,19 @@ from compress_bench.data import mushrooms as mushrooms_mod
 from compress_bench.errors import DataError, UserError
 from tests._loopback import LoopbackServer, bypass_proxies
 from tests._unprivileged import run_unprivileged, shared_tmp
+from tests.conftest import DATASETS, REPO, dataset_path, datasets_dir
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "datasets"
-REAL_FILE = SHARED / "mushrooms" / "mushrooms"
 EXPECTED_SHA256 = "f39a4eb628dc61a7d43760815b061c9e497aa728ce1ad8bde57a09ef6043b538"
 
 
 @pytest.fixture(scope="module")
 def real_bytes() -> bytes:
-    if not SHARED.is_dir():
-        pytest.skip(f"offline dataset copies not found at {SHARED} (see shared/datasets/README.md)")
-    return REAL_FILE.read_bytes()
+    return dataset_path("mushrooms", "mushrooms").read_bytes()
 
 
 @pytest.fixture(scope="module")
 def real_arrays(real_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
-    return load_mushrooms(SHARED, download=False)
+    return load_mushrooms(DATASETS, download=False)
 
 
 def _files_under(root: Path) -> list[Path]:
@@ -244,9 +242,46 @@ def test_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_loading_from_resolved_dir(monkeypatch: pytest.MonkeyPatch, real_arrays) -> None:
-    monkeypatch.setenv("COMPRESS_BENCH_DATA", str(SHARED))
+    monkeypatch.setenv("COMPRESS_BENCH_DATA", str(DATASETS))
     X, _ = load_mushrooms(resolve_data_dir(None), download=False)
     np.testing.assert_array_equal(X, real_arrays[0])
+
+
+def test_tests_find_the_datasets_through_compress_bench_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The tests' datasets folder is $COMPRESS_BENCH_DATA when set, else the copy beside the
+    repository: a checkout in another layout runs the data tests instead of skipping them."""
+    monkeypatch.setenv("COMPRESS_BENCH_DATA", str(tmp_path / "elsewhere"))
+    assert datasets_dir() == tmp_path / "elsewhere"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPRESS_BENCH_DATA", "relative")
+    assert datasets_dir() == tmp_path / "relative"
+    for unset in ("", None):
+        if unset is None:
+            monkeypatch.delenv("COMPRESS_BENCH_DATA")
+        else:
+            monkeypatch.setenv("COMPRESS_BENCH_DATA", unset)
+        assert datasets_dir() == REPO.parent.joinpath("shared", "datasets")
+
+
+def test_a_missing_dataset_skips_and_says_where_it_looked() -> None:
+    with pytest.raises(pytest.skip.Exception, match="COMPRESS_BENCH_DATA") as exc:
+        dataset_path("no_such_dataset", "file")
+    assert str(DATASETS / "no_such_dataset" / "file") in str(exc.value)
+
+
+def test_no_test_module_has_a_datasets_path_of_its_own() -> None:
+    """Only tests/conftest.py knows the default place of the offline copies; a module with
+    its own path skips its tests in any other layout, whatever COMPRESS_BENCH_DATA says."""
+    word = "shared"  # spelled apart, so that this test does not find itself
+    own_path = re.compile(rf"""{word}["']?\s*/\s*["']?datasets|parents\[\d+\]\.parent""")
+    offenders = [
+        path.name
+        for path in sorted((REPO / "tests").glob("*.py"))
+        if path.name != "conftest.py" and own_path.search(path.read_text())
+    ]
+    assert offenders == [], "find datasets through tests.conftest.datasets_dir / dataset_path"
 
 
 def test_offline_copy_still_intact(tmp_path: Path, real_bytes: bytes) -> None:

@@ -25,7 +25,7 @@ from compress_bench.data.cifar10 import (
 from compress_bench.data.pipeline import CIFAR10_MEAN, CIFAR10_STD
 from compress_bench.errors import ConfigError, DataError
 from tests._loopback import LoopbackServer, bypass_proxies
-from tests.conftest import SHARED_DATASETS, files_under, one_line
+from tests.conftest import DATASETS, dataset_path, files_under, one_line
 
 SUBSET = "test_subset/test_batch_first1000.bin"
 BATCH_1 = Path("cifar10") / "cifar-10-batches-bin" / "data_batch_1.bin"
@@ -33,11 +33,11 @@ BATCH_1 = Path("cifar10") / "cifar-10-batches-bin" / "data_batch_1.bin"
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    """The shared offline copy (read-only): data_batch_1.bin and the 1000-image test subset."""
-    root = Path(SHARED_DATASETS)
-    if not (root / BATCH_1).is_file():
-        pytest.skip(f"offline CIFAR-10 copy not found at {root / BATCH_1}")
-    return root
+    """The offline copy (read-only; tests.conftest.datasets_dir): data_batch_1.bin and the
+    1000-image test subset."""
+    dataset_path(*BATCH_1.parts)
+    dataset_path("cifar10", SUBSET)
+    return DATASETS
 
 
 @pytest.fixture(scope="module")

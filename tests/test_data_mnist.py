@@ -18,7 +18,7 @@ from compress_bench.data import mnist as mnist_mod
 from compress_bench.data.mnist import MNIST, IdxFile, load_mnist
 from compress_bench.errors import DataError
 from tests._loopback import LoopbackServer, bypass_proxies
-from tests.conftest import SHARED_DATASETS, files_under, one_line
+from tests.conftest import DATASETS, dataset_path, files_under, one_line
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -26,11 +26,10 @@ TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    """The shared offline copy (read-only)."""
-    root = Path(SHARED_DATASETS)
-    if not all((root / "mnist" / f.name).is_file() for f in MNIST.files):
-        pytest.skip(f"offline MNIST copy not found at {root / 'mnist'}")
-    return root
+    """The offline copy (read-only; tests.conftest.datasets_dir)."""
+    for entry in MNIST.files:
+        dataset_path("mnist", entry.name)
+    return DATASETS
 
 
 @pytest.fixture(scope="module")

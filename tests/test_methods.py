@@ -220,7 +220,7 @@ def test_diana_without_omega_is_one_clear_error():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["method=diana"], "method=diana with lr=auto needs an unbiased operator with omega"),
+        (["method=diana"], "or set both lr and method.alpha"),
         (["method=ef21", "quantizer=sign"], "method=ef21 with lr=auto needs an operator with"),
         (["method=ef", "quantizer=sign"], "method=ef with lr=auto needs an operator with"),
         (["method=diana", "method.alpha=2"], "method.alpha must be in (0, 1]"),

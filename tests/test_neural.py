@@ -5,6 +5,7 @@ what a network cannot do (lr=auto, tol) is one line."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -146,3 +147,92 @@ def test_tol_stops_a_network_on_its_test_accuracy(tmp_path):
     assert accuracy[-1] >= 0.8 and all(a < 0.8 for a in accuracy[:-1]), accuracy
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stop_reason"] == "tol" and summary["rounds_done"] < 400
+
+
+def _strict_json(path):
+    def refuse(name):
+        raise AssertionError(f"{path} holds {name}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _mnist_run(tmp_path, *overrides):
+    from compress_bench.config import compose_config
+    from compress_bench.runner import build_run, execute
+
+    cfg = compose_config(
+        "problem=mnist",
+        "n_workers=1",
+        "problem.test_limit=100",
+        "eval_every=1",
+        "progress=false",
+        "threads=1",
+        f"data_dir={SHARED_DATASETS}",
+        *overrides,
+    )
+    return execute(build_run(cfg), tmp_path)
+
+
+@needs_mnist
+def test_a_network_blown_up_by_saturating_compression_diverges(tmp_path):
+    """Natural compression at lr=100: the training loss goes 2.3, 1.2e6, 3e14, ... and, the
+    weights saturating at +-2^127, back to 85 (accuracy 2%): `completed` before. Now
+    diverged at round 2, where it passes 1e6 times its value at x^0."""
+    summary = _mnist_run(
+        tmp_path, "compressor=identity", "quantizer=natural", "lr=100", "rounds=20"
+    )
+    assert summary["status"] == "diverged" and summary["stop_reason"] == "diverged"
+    assert summary["rounds_done"] == summary["divergence"]["round"] == 2
+    assert "diverge_factor" in summary["divergence"]["rule"]
+    rows = _metrics(tmp_path)
+    assert int(rows[-1]["round"]) == 2 and math.isfinite(float(rows[-1]["train_loss"]))
+    assert _strict_json(tmp_path / "summary.json")["status"] == "diverged"
+
+
+@needs_mnist
+def test_a_network_summary_is_json_and_has_rounds_per_second(tmp_path):
+    """f* of a network is NaN, and so is the train loss of a run with no round: summary.json
+    writes null (it wrote the bare word NaN, which is not JSON); rounds_per_second as in the
+    convex summary."""
+    summary = _mnist_run(tmp_path, "lr=0.05", "rounds=3")
+    assert summary["status"] == "completed" and summary["rounds_per_second"] > 0
+    written = _strict_json(tmp_path / "summary.json")
+    assert written["fstar"] is None and written["rounds_per_second"] > 0
+    (tmp_path / "zero").mkdir()
+    _mnist_run(tmp_path / "zero", "lr=0.05", "rounds=0")
+    assert _strict_json(tmp_path / "zero" / "summary.json")["final"]["train_loss"] is None
+
+
+@needs_mnist
+def test_an_interrupted_network_run_keeps_its_figure(tmp_path, monkeypatch):
+    """A signal in the middle of a neural run: summary.json says interrupted and loss.png is
+    drawn from the rows written (it used to be drawn only at a normal end)."""
+    import signal
+
+    from compress_bench.config import compose_config
+    from compress_bench.errors import Interrupted
+    from compress_bench.runner import build_run, execute
+
+    monkeypatch.setenv("COMPRESS_BENCH_DATA", str(SHARED_DATASETS))
+    run = build_run(
+        compose_config(
+            "experiment=mnist_ef_smoke",
+            "rounds=8",
+            "eval_every=2",
+            "progress=false",
+            "problem.test_limit=200",
+        )
+    )
+    step = run.method.step
+
+    def step_until_round_5(x, ev, state, streams, k):
+        if k == 5:
+            raise Interrupted(signal.SIGTERM)
+        return step(x, ev, state, streams, k)
+
+    monkeypatch.setattr(run.method, "step", step_until_round_5)
+    with pytest.raises(Interrupted):
+        execute(run, tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert (tmp_path / "loss.png").stat().st_size > 0

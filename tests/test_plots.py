@@ -10,9 +10,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from compress_bench.report.logaxes import ABSURD, log_limits
-from compress_bench.report.plots import divergence, figure_run, plot_run
+from compress_bench.report.plots import CURVES, divergence, figure_run, plot_run
 
 
 def run_frame(rel: list[float], gap: list[float] | None = None) -> pd.DataFrame:
@@ -33,8 +34,26 @@ def run_frame(rel: list[float], gap: list[float] | None = None) -> pd.DataFrame:
 
 
 def drawn(fig, panel: int = 0) -> list:
-    """The lines of a panel that hold data (legend or not)."""
-    return [line for line in fig.axes[panel].get_lines() if len(line.get_xdata())]
+    """The curves of a panel that hold data (not the stop markers)."""
+    return [
+        line
+        for line in fig.axes[panel].get_lines()
+        if len(line.get_xdata()) and not line.get_label().startswith("_stop")
+    ]
+
+
+def stops(ax) -> list:
+    """The stop markers of a panel (plot_stop labels them "_stop...")."""
+    return [line for line in ax.get_lines() if line.get_label().startswith("_stop")]
+
+
+def position(line) -> tuple[float, float]:
+    """Where a one-point line is drawn, in the data coordinates of its axes (a marker placed
+    on the axis edge, in axes coordinates, comes out at the y limit)."""
+    ax = line.axes
+    point = np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float)
+    x, y = ax.transData.inverted().transform(line.get_transform().transform(point))[0]
+    return float(x), float(y)
 
 
 def render(fig) -> None:
@@ -63,8 +82,12 @@ def test_a_diverged_run_is_scaled_to_its_finite_part_without_warnings(tmp_path):
     for line in drawn(fig, 0) + drawn(fig, 1):
         y = np.asarray(line.get_ydata(), dtype=float)
         assert np.all(np.isfinite(y)) and y.max() <= ABSURD
-        assert line.get_marker() == "x" and list(line.get_markevery()) == [len(y) - 1]
         assert "diverged at round 60" in line.get_label()
+    for panel, stop_x in ((0, 60.0), (1, 60 * 148.0)):  # where it stopped: its last row
+        marks = stops(fig.axes[panel])
+        assert len(marks) == 2 and all(m.get_marker() == "x" for m in marks)
+        for mark in marks:  # inf there: on the top edge, not at 1e50 (round 40)
+            np.testing.assert_allclose(position(mark), (stop_x, hi), rtol=1e-9)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert len(legend) == 2 and all("diverged at round 60" in t for t in legend)
     assert (tmp_path / "loss.png").stat().st_size > 10_000
@@ -119,3 +142,112 @@ def test_log_limits(values, expected):
         assert limits is None
     else:
         np.testing.assert_allclose(limits, expected, rtol=1e-12)
+
+
+# --- where a run that stopped early is marked -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("last", "status", "where", "note"),
+    [
+        (0.05, "interrupted", "value", "interrupted at round 30"),  # drawable: at its value
+        (math.nan, "diverged", "before", "diverged at round 30"),  # nan: the last drawable
+        (math.inf, "diverged", "top", "diverged at round 30"),  # past the axis: on its edge
+        (1e300, "diverged", "top", "beyond 1e+100 from round 30"),
+        (0.0, "interrupted", "bottom", "interrupted at round 30"),  # below a log axis
+    ],
+)
+def test_the_stop_marker_sits_at_the_last_row(last, status, where, note):
+    """The marker is at the round (and bits) of the last metrics row, where the run stopped,
+    not at the last drawable point. Before, it sat on the last drawable point (round 20 for
+    nan, inf, 1e300, 0), and an interrupted run (its status unknown to the figure) had none."""
+    frame = run_frame([1.0, 0.5, 0.1, last], gap=[0.5, 0.25, 0.05, last])
+    marker = "x" if status == "diverged" else "|"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = figure_run(frame, status=status)
+        render(fig)
+    for panel, stop_x in ((0, 30.0), (1, 30 * 148.0)):
+        ax = fig.axes[panel]
+        lo, hi = ax.get_ylim()
+        marks = {m.get_label(): m for m in stops(ax)}
+        assert len(marks) == 2 and {m.get_marker() for m in marks.values()} == {marker}
+        for column, label in CURVES:
+            y = {"value": last, "before": frame[column].iloc[2], "top": hi, "bottom": lo}[where]
+            mark = marks[f"_stop: {label} ({note})"]
+            np.testing.assert_allclose(position(mark), (stop_x, y), rtol=1e-9)
+
+
+def test_plot_run_takes_the_status_from_summary_json(tmp_path, monkeypatch):
+    """The runners draw an interrupted run's rows (SIGTERM): loss.png marks it with a | at
+    its last row, from the summary.json written beside metrics.csv (before: no marker)."""
+    run_frame([1.0, 0.5, 0.2]).to_csv(tmp_path / "metrics.csv", index=False)
+    (tmp_path / "summary.json").write_text('{"status": "interrupted", "signal": "SIGTERM"}')
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    plot_run(tmp_path / "metrics.csv", tmp_path / "loss.png")
+    marks = stops(figures[0].axes[0])
+    assert len(marks) == 2 and all(m.get_marker() == "|" for m in marks)
+    assert [position(m)[0] for m in marks] == pytest.approx([20.0, 20.0])
+
+
+# --- neural runs ------------------------------------------------------------------------------
+
+
+def neural_frame(rows: int = 5) -> pd.DataFrame:
+    """A neural run's metrics.csv (TRAINING_COLUMNS): no train loss at round 0."""
+    rounds = np.arange(rows) * 10
+    return pd.DataFrame(
+        {
+            "round": rounds,
+            "epoch": rounds * 64 / 15000,
+            "train_loss": [math.nan, *np.linspace(2.0, 0.5, rows - 1)],
+            "test_loss": np.linspace(2.3, 0.6, rows),
+            "test_accuracy": np.linspace(0.1, 0.8, rows),
+            "bits": rounds * 1000.0,
+            "bits_total": rounds * 4000,
+            "images_per_second": 500.0,
+            "wall_time": rounds * 0.01,
+        }
+    )
+
+
+def test_a_neural_run_draws_its_losses_and_accuracy_against_rounds_epochs_and_bits(tmp_path):
+    """Before, loss.png of a neural run was empty: the figure knew the convex columns only."""
+    frame = neural_frame()
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = figure_run(pd.read_csv(tmp_path / "metrics.csv"), title="mnist")
+        render(fig)
+        plot_run(tmp_path / "metrics.csv", tmp_path / "loss.png", title="mnist")
+    axes = fig.axes
+    assert len(axes) == 6  # (losses, accuracy) x (round, epoch, bits)
+    assert [ax.get_xlabel() for ax in axes[:3]] == ["round", "epoch", "uplink bits per worker"]
+    assert [axes[0].get_ylabel(), axes[3].get_ylabel()] == ["loss", "test accuracy"]
+    assert axes[0].get_yscale() == "log" and axes[3].get_yscale() == "linear"
+    for col, xcol in enumerate(("round", "epoch", "bits")):
+        losses = {line.get_label(): line for line in drawn(fig, col)}
+        assert set(losses) == {"train loss", "test loss"}
+        np.testing.assert_allclose(losses["train loss"].get_xdata(), frame[xcol][1:])
+        np.testing.assert_allclose(losses["test loss"].get_ydata(), frame["test_loss"])
+        (accuracy,) = drawn(fig, 3 + col)
+        np.testing.assert_allclose(accuracy.get_xdata(), frame[xcol])
+        np.testing.assert_allclose(accuracy.get_ydata(), frame["test_accuracy"])
+    assert not any(stops(ax) for ax in axes)  # completed: no stop marker
+    assert (tmp_path / "loss.png").stat().st_size > 10_000
+
+
+def test_a_diverged_neural_run_is_marked_where_it_stopped():
+    frame = neural_frame()
+    frame.loc[4, "train_loss"] = math.inf  # the loop's divergence: a non-finite train loss
+    fig = figure_run(frame)
+    lo, hi = fig.axes[0].get_ylim()
+    marks = {m.get_label(): m for m in stops(fig.axes[0])}
+    assert {m.get_marker() for m in marks.values()} == {"x"}
+    train = marks["_stop: train loss (diverged at round 40)"]
+    test = marks["_stop: test loss (diverged at round 40)"]
+    np.testing.assert_allclose(position(train), (40.0, hi), rtol=1e-9)  # inf: the top edge
+    np.testing.assert_allclose(position(test), (40.0, 0.6), rtol=1e-9)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["train loss (diverged at round 40)", "test loss (diverged at round 40)"]

@@ -15,6 +15,7 @@ import pytest
 from compress_bench.report import callback
 from compress_bench.report.sweep import collect, figure_comparison, read_metrics, report
 from compress_bench.report.table import status_counts
+from tests.test_plots import position
 from tests.test_sweep_report import fake_metrics, fake_summary, write_job
 
 
@@ -33,6 +34,7 @@ def figure_of(sweep: Path):
 
 
 def lines_by_label(ax) -> dict:
+    """The lines of a panel that hold data, by label (stop markers: "_stop: <line's label>")."""
     return {line.get_label(): line for line in ax.get_lines() if len(line.get_xdata())}
 
 
@@ -78,8 +80,11 @@ def test_diverged_jobs_do_not_hide_the_completed_ones(tmp_path):
         diverged = lines["rand_k (job 2 diverged)"]
         dy = np.asarray(diverged.get_ydata(), dtype=float)
         assert dy.tolist() == [1.0, 3.0, 1e5, 1e20, 1e50]  # up to its last drawable point
-        assert diverged.get_marker() == "x" and list(diverged.get_markevery()) == [4]
         assert diverged.get_linestyle() == "--"
+        stop = lines["_stop: rand_k (job 2 diverged)"]  # where it stopped: round 60, inf
+        assert stop.get_marker() == "x" and stop.get_color() == diverged.get_color()
+        bits = ax in fig.axes[1:4:2]
+        np.testing.assert_allclose(position(stop), (60 * (200 if bits else 1), hi), rtol=1e-9)
     assert "rand_k (job 2 diverged)" in legend_texts(fig)
     assert "diverged: job 2 (compressor=rand_k, seed=0): non-finite at round 60" in texts(fig)
 
@@ -115,7 +120,9 @@ def test_an_interrupted_job_is_drawn_marked_and_listed(tmp_path):
     assert result["interrupted"] == [1] and result["incomplete"] == []
     line = lines_by_label(fig.axes[0])["top_k (job 1 interrupted)"]
     assert len(line.get_xdata()) == 5 and line.get_xdata()[-1] == 40
-    assert line.get_marker() == "|" and list(line.get_markevery()) == [4]
+    stop = lines_by_label(fig.axes[0])["_stop: top_k (job 1 interrupted)"]
+    assert stop.get_marker() == "|"  # at its last row, whose value is drawable
+    np.testing.assert_allclose(position(stop), (40, m["grad_norm_rel"].iloc[-1]), rtol=1e-9)
     assert "top_k" in lines_by_label(fig.axes[0])  # the completed seed on its own
     box = texts(fig)
     assert (

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 
 from compress_bench.report.figures import thesis_logreg
+from tests.test_plots import position
 from tests.test_sweep_report import ROUNDS, fake_metrics, fake_summary, write_job
 
 
@@ -42,6 +43,9 @@ def test_the_thesis_figure_axes_come_from_the_finite_values(tmp_path, monkeypatc
     (ax,) = figures[0].axes
     lo, hi = ax.get_ylim()
     assert 1e-4 < lo < 1e-3 and 1.0 < hi < 10.0
-    (line,) = ax.get_lines()
+    line, stop = ax.get_lines()
     assert np.asarray(line.get_ydata()).tolist() == [1.0, 1e-3]
-    assert line.get_marker() == "x" and line.get_label() == "RandK (diverged)"
+    assert line.get_label() == "RandK (diverged)"
+    # the x where it stopped (its last row: round 30, 3000 bits; inf: the top edge), not at 1e-3
+    assert stop.get_marker() == "x" and stop.get_label() == "_stop: RandK (diverged)"
+    np.testing.assert_allclose(position(stop), (3000.0, hi), rtol=1e-9)

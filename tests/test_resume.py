@@ -97,5 +97,5 @@ def test_checkpoint_is_atomic_and_weights_only(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     from compress_bench.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="corrupt or unreadable"):
         load_checkpoint(tmp_path, "abc")

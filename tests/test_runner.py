@@ -200,3 +200,22 @@ def test_sign_with_majority_vote_runs_and_descends(tmp_path):
 def test_majority_vote_with_another_quantizer_is_one_config_error():
     with pytest.raises(ConfigError, match="needs quantizer=sign"):
         build_run(config("method.aggregation=majority_vote"))
+
+
+def test_the_progress_bar_of_a_max_bits_run_measures_the_bit_budget(capsys):
+    """rounds is only a cap for a max_bits run (thesis_logreg: 100000): the bar shows the
+    share of the nearer stop, here half the bits, not 10 of 1e9 rounds (an ETA of millions of
+    hours before)."""
+    from compress_bench.loop import Progress
+
+    progress = Progress(10**9, True, max_bits=1000.0)
+    progress.update(10, 10**9, 0.5, 500.0)
+    assert progress.bar.total == 100 and progress.bar.n == pytest.approx(50.0)
+    assert " 50%" in str(progress.bar) and "round=10" in str(progress.bar)
+    progress.update(11, 10**9, 0.5, 2000.0)  # past the budget: full, never more
+    assert progress.bar.n == pytest.approx(100.0)
+    progress.close()
+    rounds = Progress(40, True)  # without max_bits: rounds out of rounds, as before
+    rounds.update(10, 40, 0.5, 500.0)
+    assert rounds.bar.total == 40 and rounds.bar.n == 1
+    rounds.close()

@@ -22,3 +22,28 @@ def test_default_follows_the_command(sweeping, expected, monkeypatch):
 
 def test_outside_hydra_is_not_a_sweep():
     assert runner._in_sweep() is False
+
+
+def _wait_policy_after_import(env: dict[str, str]) -> str:
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import os, compress_bench; print(os.environ.get('OMP_WAIT_POLICY', '-'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "PASSIVE"),  # waiting OpenMP threads sleep: no collapse beside a busy process
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's choice is kept
+        ({"GOMP_SPINCOUNT": "1000"}, "-"),  # libgomp's own knob, kept and not overridden
+    ],
+)
+def test_openmp_threads_wait_passively_unless_the_user_chose(env, expected):
+    assert _wait_policy_after_import(env) == expected

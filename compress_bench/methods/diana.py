@@ -79,7 +79,9 @@ class DIANA(Method):
 
     @classmethod
     def auto_lr_error(cls, operator) -> str:
+        # both needs at once: a user who sets only lr would meet the alpha one next
         return (
-            f"method=diana with lr=auto needs an unbiased operator with omega (spec 24); "
-            f"{operator.name} has none; set lr"
+            f"method=diana needs an unbiased operator's variance constant omega for lr=auto and "
+            f"for its shift step alpha = 1/(omega + 1) (spec 24); {operator.name} has none: "
+            "choose one (rand_k, natural, ...), or set both lr and method.alpha"
         )

@@ -167,11 +167,20 @@ def _image_problem(cfg, n_workers, seed, device, train_test, build_model, wrap) 
         train_test.test_images[:test_limit],
         train_test.test_labels[:test_limit],
     )
+    batch_size, shard_size = int(cfg.batch_size), len(train_labels) // n_workers
+    if 0 < shard_size < batch_size:  # (no shard at all: shard() says n_workers > images)
+        # the sampler would wrap into the next epoch inside one minibatch: an image twice
+        raise ConfigError(
+            f"problem.batch_size={batch_size} is more than a worker's shard ({shard_size} "
+            f"images: {len(train_labels)} training images / {n_workers} workers); a minibatch "
+            "would hold an image twice; lower problem.batch_size or n_workers"
+            + (", or raise problem.train_limit" if train_limit is not None else "")
+        )
     train = wrap(train_images, train_labels, device, True)
     test = wrap(test_images, test_labels, device, False)
     model = seeded_model(build_model, seed)
     return ImageClassification(
-        str(cfg.name), model, train, test, n_workers, str(cfg.split), int(cfg.batch_size), seed
+        str(cfg.name), model, train, test, n_workers, str(cfg.split), batch_size, seed
     )
 
 
@@ -201,6 +210,11 @@ def _cifar10(cfg, n_workers, seed, device, dtype, data_dir) -> Problem:
     from compress_bench.data.pipeline import ImageData
     from compress_bench.models import build_model
 
+    if not cfg.train_batches:  # checked before any file is looked for (or downloaded)
+        raise ConfigError(
+            "problem.train_batches is empty: training needs at least one of the batches 1-5 "
+            "(e.g. problem.train_batches=[1])"
+        )
     data = load_cifar10(resolve_data_dir(data_dir), tuple(cfg.train_batches), cfg.get("test_file"))
     return _image_problem(
         cfg,

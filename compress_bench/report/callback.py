@@ -9,6 +9,8 @@ Enable it in ``conf/config.yaml``::
           _target_: compress_bench.report.callback.SweepReportCallback
 
 A failing report never fails the sweep: the error is logged and kept in :data:`LAST_REPORT`.
+What the report logs (the problem jobs, the files written) goes to stderr, never to the stdout
+of Hydra's own logging (:func:`report_to_stderr`).
 :data:`LAST_REPORT` holds the result of the last report made in this process (None before any),
 so the command can choose its exit status with :func:`compress_bench.report.sweep.exit_code`.
 
@@ -23,7 +25,10 @@ job exception after the whole batch has run. A command that lets job exceptions 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,6 +40,7 @@ from compress_bench.report.reuse import refuse_used_sweep_folder
 
 log = logging.getLogger("compress_bench")
 
+CONSOLE_FORMAT = "[compress-bench] %(message)s"  # as the jobs' console lines (conf/hydra)
 LAST_REPORT: dict[str, Any] | None = None
 # (sweep dir, bits column) of a multirun that started and has not been reported yet
 _pending: tuple[Path, str | None] | None = None
@@ -82,13 +88,60 @@ def run_report(sweep_dir: Path | str, bits_column: str | None = None) -> dict[st
     """Report a sweep, logging (never raising) any error; the result is also LAST_REPORT."""
     global LAST_REPORT, _pending
     _pending = None
-    try:
-        from compress_bench.report.sweep import report  # pandas/matplotlib only when needed
+    with report_to_stderr():
+        try:
+            from compress_bench.report.sweep import report  # pandas/matplotlib when needed
 
-        LAST_REPORT = report(sweep_dir, x_bits_column=bits_column)
-    except Exception as err:  # a report failure must not crash the sweep
-        _failed(sweep_dir, err)
+            LAST_REPORT = report(sweep_dir, x_bits_column=bits_column)
+        except Exception as err:  # a report failure must not crash the sweep
+            _failed(sweep_dir, err)
     return LAST_REPORT
+
+
+def _writes_to_stdout(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return stream is not None and stream in (sys.stdout, sys.__stdout__)
+
+
+class _NotOurs(logging.Filter):
+    """Lets through every record but those of the ``compress_bench`` logger and its children."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == log.name or record.name.startswith(log.name + "."))
+
+
+@contextlib.contextmanager
+def report_to_stderr() -> Iterator[None]:
+    """Send what the report logs to stderr, not stdout, for the time of the report.
+
+    At the end of a multirun Hydra has configured logging with its ``hydra_logging`` config,
+    whose console handler writes to stdout, so the lines naming failed and missing jobs would
+    land on stdout with Hydra's job listing: a script that captures stdout would take them for
+    output, one that shows stderr would miss them. So every handler on the way to the root that
+    writes to stdout skips the ``compress_bench`` records meanwhile, and one handler on stderr
+    writes them (at the level of the quietest handler skipped, in the format of the jobs'
+    console lines). Handlers on other streams and files (a job's log) are left as they are;
+    with no handler on stdout nothing changes."""
+    muted: list[logging.Handler] = []
+    logger: logging.Logger | None = log
+    while logger is not None:
+        muted += [h for h in logger.handlers if _writes_to_stdout(h) and h not in muted]
+        logger = logger.parent if logger.propagate else None
+    if not muted:
+        yield
+        return
+    quiet, handler = _NotOurs(), logging.StreamHandler(sys.stderr)
+    handler.setLevel(min(h.level for h in muted))
+    handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    for muted_handler in muted:
+        muted_handler.addFilter(quiet)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        for muted_handler in muted:
+            muted_handler.removeFilter(quiet)
 
 
 def finish_pending_report() -> dict[str, Any] | None:
@@ -108,9 +161,11 @@ def _failed(sweep_dir: Path | str | None, err: BaseException) -> None:
         "failed": [],
         "diverged": [],
         "missing": [],
+        "corrupt": [],
         "incomplete": [],
         "interrupted": [],
         "no_metrics": [],
+        "malformed": [],
         "unexpected": [],
         "unknown": [],
         "files": [],

@@ -1,9 +1,15 @@
-"""Named figures regenerated from a finished sweep (``make figures``).
+"""Figures regenerated from a finished sweep (``make figures``):
+``python -m compress_bench.report.figures EXPERIMENT SWEEP_DIR OUT_PNG``.
 
 ``thesis_logreg``: the thesis's Figure "LogReg" (reference: shared/reference/thesis_logreg.png):
 relative gradient norm against cumulative bits under the thesis's accounting, one line per
 operator, from ``compress-bench -m experiment=thesis_logreg``; plus a table of rounds, bits
-(both conventions) and local gradient evaluations to reach the tolerance.
+(both conventions) and local gradient evaluations to reach the tolerance. ``thesis_cifar``: the
+thesis's Figure "ResNet_CIFAR10" (:func:`thesis_cifar`).
+
+Any other experiment (``error_feedback``, ``mnist_ef``, one of your own): the sweep's comparison
+figure (:func:`comparison_figure`, the figure of comparison.png: whatever metrics its jobs
+logged, convex or neural), titled with the experiment, and the sweep's summary table beside it.
 """
 
 from __future__ import annotations
@@ -15,9 +21,24 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from compress_bench.report.jobs import DIVERGED, Job
-from compress_bench.report.logaxes import DIVERGED_MARKER, drawable, plot_curve, set_log_ylim
-from compress_bench.report.sweep import colour_for, first_reaching, scan
+from compress_bench.report.comparison import figure_comparison, title_of
+from compress_bench.report.jobs import DIVERGED, DRAWN, Job, ReportError
+from compress_bench.report.logaxes import (
+    DIVERGED_MARKER,
+    drawable,
+    plot_curve,
+    plot_stop,
+    set_log_ylim,
+)
+from compress_bench.report.sweep import (
+    choose_bits_column,
+    colour_for,
+    first_reaching,
+    read_sweep,
+    scan,
+    summary_frame,
+)
+from compress_bench.report.values import present
 
 
 def display_name(summary: dict, name: str) -> str:
@@ -56,19 +77,22 @@ def thesis_table(sweep_dir: Path) -> pd.DataFrame:
 
 
 def _draw_thesis_job(ax, job: Job) -> list:
-    """One operator's line (drawable points only, an x where it diverged); the y values drawn,
-    or [] with a line on stderr when the job has nothing to draw (never silently)."""
+    """One operator's line (drawable points only; an x where it stopped, when it diverged:
+    :func:`compress_bench.report.logaxes.plot_stop`); the y values drawn, or [] with a line on
+    stderr when the job has nothing to draw (never silently)."""
     if job.metrics is None or "bits_thesis" not in job.metrics:
         why = job.metrics_error or "metrics.csv has no bits_thesis column"
         print(f"figures: job {job.num} ({job.status}) not drawn: {why}", file=sys.stderr)
         return []
     summary = job.summary or {}
     name = str(summary.get("compressor"))
-    x, y = drawable(job.metrics["bits_thesis"], job.metrics["grad_norm_rel"])
-    end = DIVERGED_MARKER if job.status == DIVERGED else None
-    label = display_name(summary, name) + (" (diverged)" if end else "")
+    bits, rel = job.metrics["bits_thesis"], job.metrics["grad_norm_rel"]
+    x, y = drawable(bits, rel)
+    diverged = job.status == DIVERGED
+    label = display_name(summary, name) + (" (diverged)" if diverged else "")
     colour = colour_for(summary.get("family", name), summary.get("colour"))
-    plot_curve(ax, x, y, end_marker=end, color=colour, label=label)
+    if plot_curve(ax, x, y, color=colour, label=label) is not None and diverged:
+        plot_stop(ax, bits, rel, DIVERGED_MARKER, color=colour, label=f"_stop: {label}")
     return [y]
 
 
@@ -161,22 +185,103 @@ def thesis_cifar(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
 
 
 FIGURES = {"thesis_logreg": thesis_logreg, "thesis_cifar": thesis_cifar}
+# the columns of summary.csv the table of a generic figure shows, when some job has a value
+TABLE_COLUMNS = (
+    "job",
+    "label",
+    "seed",
+    "status",
+    "rounds_done",
+    "total_bits",
+    "final_loss_gap",
+    "final_grad_norm_rel",
+    "final_train_loss",
+    "final_test_loss",
+    "final_test_accuracy",
+    "final_epoch",
+    "rounds_to_tol",
+    "bits_to_tol",
+    "error",
+)
+
+
+def _check_experiment(frame: pd.DataFrame, experiment: str, sweep_dir: Path) -> None:
+    """A line on stderr when the sweep's jobs say they ran another experiment (the
+    ``experiment`` override): the figure is drawn anyway, but its title would be wrong."""
+    if "experiment" not in frame.columns:
+        return
+    ran = sorted({str(v) for v in frame["experiment"] if present(v)})
+    if ran and experiment not in ran:
+        print(
+            f"figures: warning: the jobs of {sweep_dir} ran experiment={','.join(ran)}, "
+            f"not {experiment}",
+            file=sys.stderr,
+        )
+
+
+def _cell(value) -> str:
+    if not present(value):
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def comparison_figure(sweep_dir: Path, out_png: Path, experiment: str) -> pd.DataFrame:
+    """Any experiment's figure: the sweep's comparison figure (the one of comparison.png:
+    :func:`compress_bench.report.comparison.figure_comparison`) titled with ``experiment``,
+    into ``out_png``; beside it the sweep's whole summary table (.csv) and its main columns
+    (:data:`TABLE_COLUMNS` with a value, .md). Returns those main columns."""
+    jobs, declared = read_sweep(sweep_dir)
+    frame = summary_frame(jobs, declared.count)
+    _check_experiment(frame, experiment, sweep_dir)
+    drawn = [job for job in jobs if job.status in DRAWN]
+    fig = figure_comparison(
+        frame,
+        {job.num: job.metrics for job in drawn},
+        choose_bits_column(jobs, None),
+        title=f"experiment={experiment}: {title_of(frame, sweep_dir)}",
+        summaries={job.num: job.summary for job in drawn},
+    )
+    fig.savefig(out_png, dpi=110)
+    frame.to_csv(out_png.with_suffix(".csv"), index=False)
+    shown = [c for c in TABLE_COLUMNS if c in frame.columns and frame[c].map(present).any()]
+    table = frame[shown]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    out_png.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m compress_bench.report.figures",
-        description="Draw a named figure from a finished sweep.",
+        description="Draw an experiment's figure from its finished sweep: the thesis's figures "
+        f"for {' and '.join(sorted(FIGURES))}, the sweep's comparison figure for any other.",
     )
-    parser.add_argument("figure", choices=sorted(FIGURES))
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("out_png", type=Path)
+    parser.add_argument(
+        "experiment",
+        metavar="EXPERIMENT",
+        help=f"the experiment the sweep ran ({', '.join(sorted(FIGURES))}: their own figures)",
+    )
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", type=Path, help="the multirun folder")
+    parser.add_argument(
+        "out_png",
+        metavar="OUT_PNG",
+        type=Path,
+        help="the figure to write; its table goes beside it (.csv, .md)",
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(f"figures: error: no sweep folder at {args.sweep_dir}", file=sys.stderr)
         return 2
     args.out_png.parent.mkdir(parents=True, exist_ok=True)
-    table = FIGURES[args.figure](args.sweep_dir, args.out_png)
+    try:
+        if args.experiment in FIGURES:
+            table = FIGURES[args.experiment](args.sweep_dir, args.out_png)
+        else:
+            table = comparison_figure(args.sweep_dir, args.out_png, args.experiment)
+    except ReportError as err:  # not a sweep folder: one line, as compress-bench-report
+        print(f"figures: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     print(table.to_string(index=False))
     print(f"wrote {args.out_png} and its table ({args.out_png.with_suffix('.md')})")
     return 0

@@ -1,8 +1,10 @@
 """Reading the job folders of a sweep: ``<sweep dir>/<job number>/`` with
 
 - ``.hydra/overrides.yaml``, the job's command-line overrides (``compressor=top_k``, ``seed=1``);
-- ``summary.json``, its status and final figures (a job without one is ``missing``);
-- ``metrics.csv``, its logged rounds (any extra columns are kept and may serve as the bits axis).
+- ``summary.json``, its status and final figures (a job without one is ``missing``, one whose
+  file cannot be read is ``corrupt``);
+- ``metrics.csv``, its logged rounds (any extra columns are kept and may serve as the bits axis;
+  rows that are not whole are left out and named: :func:`read_metrics_file`).
 
 Nothing here decides what is a problem (:mod:`compress_bench.report.problems` does); this module
 only records what each folder holds and why a file could not be used.
@@ -10,6 +12,8 @@ only records what each folder holds and why a file could not be used.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -28,9 +33,11 @@ log = logging.getLogger("compress_bench")
 # Statuses written by the runner into summary.json, plus MISSING, which this package infers.
 COMPLETED, DIVERGED, FAILED, RUNNING = "completed", "diverged", "failed", "running"
 INTERRUPTED = "interrupted"  # stopped by SIGTERM/SIGINT; summary.json names the "signal"
-MISSING = "missing"  # no (readable) summary.json: the job never started or was killed first
+MISSING = "missing"  # no summary.json: the job never started or was killed first
+CORRUPT = "corrupt"  # a summary.json that cannot be read (not JSON, not an object, no access)
 DRAWN = (COMPLETED, DIVERGED, INTERRUPTED)  # their rows are real: the figure draws them
 STATUS_TEXT = {RUNNING: "running or killed"}  # a kill -9 leaves "running": say both
+NO_SUMMARY = "no summary.json (the job never started, or was killed first)"
 NO_JOB_FOLDER = "no job folder: the sweep never started this job (it was stopped or killed first)"
 
 
@@ -57,11 +64,13 @@ class Job:
     raw_overrides: list[str] | None = None
     declared: list[str] | None = None
     unexpected: str | None = None  # why the folder does not belong to the declared sweep
+    summary_corrupt: bool = False
+    metrics_malformed: str | None = None
 
     @property
     def status(self) -> str:
         if self.summary is None:
-            return MISSING
+            return CORRUPT if self.summary_corrupt else MISSING
         return str(self.summary.get("status") or MISSING)
 
     @property
@@ -112,47 +121,105 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     return overrides_dict(read_override_list(job_dir) or [])
 
 
+MAX_NAMED_LINES = 3  # a malformed metrics.csv: name its first bad lines, count the rest
+
+
+def _malformed(bad: list[str]) -> str | None:
+    """The rows left out of a metrics.csv, in one line; None when there is none."""
+    if not bad:
+        return None
+    named = "; ".join(bad[:MAX_NAMED_LINES])
+    more = f"; and {len(bad) - MAX_NAMED_LINES} more" if len(bad) > MAX_NAMED_LINES else ""
+    return f"{named}{more} (left out)"
+
+
+def read_metrics_file(path: Path) -> tuple[pd.DataFrame | None, str | None, str | None]:
+    """(frame, error, malformed) of a metrics.csv file.
+
+    ``frame`` holds its whole rows with every column numeric (``inf``/``nan`` kept); it is None
+    when the file cannot be used at all, and ``error`` then says why (absent, unreadable,
+    empty). ``malformed`` (None: the file is sound) names the rows left out: a row whose number
+    of fields is not the header's (a partial write, a corrupted line), and a last line without
+    its line end, which a run killed while writing it leaves (its last value may be cut short
+    even when the count of fields is right). pandas reads a short row padded with NaN, a long
+    first row shifted into the index (a long later one makes it refuse the whole file) and a
+    cut last line as a whole row: a damaged run would pass for a sound one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None, "metrics.csv is missing", None
+    try:
+        with path.open(newline="") as fh:
+            text = fh.read()
+        rows = list(csv.reader(io.StringIO(text), strict=True))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        return None, f"metrics.csv cannot be read: {' '.join(str(err).split())}", None
+    if not rows or not rows[0]:
+        return None, "metrics.csv cannot be read: it is empty (no header)", None
+    header, width = rows[0], len(rows[0])
+    truncated = len(rows) > 1 and not text.endswith(("\n", "\r"))
+    kept, bad = [], []
+    for number, row in enumerate(rows[1:], start=2):
+        if not row:  # a blank line, as pandas skips it
+            continue
+        if len(row) != width:
+            bad.append(f"line {number} has {len(row)} fields, the header {width}")
+        elif truncated and number == len(rows):
+            bad.append(f"line {number}, the last, is cut short (no line end)")
+        else:
+            kept.append(row)
+    if not kept:  # float columns, as pandas reads numbers
+        return pd.DataFrame(np.empty((0, width)), columns=header), None, _malformed(bad)
+    frame = pd.DataFrame(kept, columns=header).apply(pd.to_numeric, errors="coerce")
+    return frame, None, _malformed(bad)
+
+
 def load_metrics(job_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
     """(metrics.csv with every column numeric, ``inf``/``nan`` kept, None) or (None, why it
-    cannot be used: absent, unparsable, no ``round`` column)."""
-    path = Path(job_dir) / "metrics.csv"
-    if not path.is_file():
-        return None, "metrics.csv is missing"
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-        return None, f"metrics.csv cannot be read: {' '.join(str(err).split())}"
-    if "round" not in frame.columns:
-        return None, "metrics.csv has no 'round' column"
-    return frame.apply(pd.to_numeric, errors="coerce"), None
+    cannot be used: absent, unparsable, no ``round`` column). Rows that are not whole are left
+    out: :func:`load_metrics_checked` says which."""
+    frame, error, _ = load_metrics_checked(job_dir)
+    return frame, error
+
+
+def load_metrics_checked(job_dir: Path) -> tuple[pd.DataFrame | None, str | None, str | None]:
+    """:func:`load_metrics`, and what is malformed in the file (:func:`read_metrics_file`)."""
+    frame, error, malformed = read_metrics_file(Path(job_dir) / "metrics.csv")
+    if frame is not None and "round" not in frame.columns:
+        return None, "metrics.csv has no 'round' column", malformed
+    return frame, error, malformed
 
 
 def read_metrics(job_dir: Path) -> pd.DataFrame | None:
-    """metrics.csv as :func:`load_metrics` reads it, or None (logged) if unusable."""
-    frame, error = load_metrics(job_dir)
+    """metrics.csv as :func:`load_metrics` reads it, or None (logged) if unusable; rows left
+    out as malformed are logged too."""
+    frame, error, malformed = load_metrics_checked(job_dir)
     if error is not None and (Path(job_dir) / "metrics.csv").exists():
         log.warning("sweep report: %s: %s", Path(job_dir), error)
+    if malformed is not None:
+        log.warning("sweep report: %s: metrics.csv is malformed: %s", Path(job_dir), malformed)
     return frame
 
 
 def read_summary(job_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(summary.json, None), or (None, why there is none)."""
+    """(summary.json, None), or (None, why there is none: no file, or one that is corrupt or
+    unreadable, named with its path; the reason is :data:`NO_SUMMARY` for the first)."""
     path = Path(job_dir) / "summary.json"
     if not path.is_file():
-        return None, "no summary.json (the job never started, or was killed first)"
+        return None, NO_SUMMARY
     try:
         summary = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        return None, f"summary.json unreadable: {err}"
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError included
+        return None, f"{path} is corrupt or unreadable: {' '.join(str(err).split())}"
     if not isinstance(summary, dict):
-        return None, "summary.json is not a JSON object"
+        return None, f"{path} is corrupt: not a JSON object"
     return summary, None
 
 
 def read_job(num: int, path: Path) -> Job:
     """Everything one job folder holds."""
     summary, summary_error = read_summary(path)
-    metrics, metrics_error = load_metrics(path)
+    metrics, metrics_error, malformed = load_metrics_checked(path)
     raw = read_override_list(path)
     return Job(
         num=num,
@@ -160,8 +227,10 @@ def read_job(num: int, path: Path) -> Job:
         overrides=overrides_dict(raw or []),
         summary=summary,
         summary_error=summary_error,
+        summary_corrupt=summary is None and summary_error != NO_SUMMARY,
         metrics=metrics,
         metrics_error=metrics_error,
+        metrics_malformed=malformed,
         raw_overrides=raw,
     )
 

@@ -4,11 +4,15 @@ Nothing is dropped silently: every job that is not a plain completed run with it
 a line (in the figure's box, in the log, in summary.csv's ``error`` column). The kinds:
 
 - ``failed``: the job raised (summary.json has the error);
-- ``diverged``: stopped at a non-finite value (a result, as in the runner: exit 0);
+- ``diverged``: stopped at a non-finite value, or past the runner's ``diverge_factor`` (a
+  result, as in the runner: exit 0);
 - ``missing``: no summary.json, or no job folder at all for a job multirun.yaml declares;
+- ``corrupt``: a summary.json that cannot be read (not JSON, not an object): named with its path;
 - ``incomplete``: summary.json still says ``running``: still running, or killed (SIGKILL);
 - ``interrupted``: stopped by SIGTERM/SIGINT (its rows are drawn, but it did not finish);
 - ``no_metrics``: a job to draw whose metrics.csv is missing or unparsable (not drawn);
+- ``malformed``: a metrics.csv with rows that are not whole (a row with the wrong number of
+  fields, a last line cut short): the whole rows are drawn, the others named;
 - ``unexpected``: a folder that is not a job of the declared sweep (another sweep's?);
 - ``unknown``: a status this report does not know.
 
@@ -24,6 +28,7 @@ import pandas as pd
 
 from compress_bench.report.jobs import (
     COMPLETED,
+    CORRUPT,
     DIVERGED,
     DRAWN,
     FAILED,
@@ -36,13 +41,31 @@ from compress_bench.report.jobs import (
 from compress_bench.report.values import number, present
 
 INCOMPLETE, NO_METRICS, UNEXPECTED, UNKNOWN = "incomplete", "no_metrics", "unexpected", "unknown"
-KINDS = (FAILED, DIVERGED, MISSING, INCOMPLETE, INTERRUPTED, NO_METRICS, UNEXPECTED, UNKNOWN)
+MALFORMED = "malformed"
+KINDS = (
+    FAILED,
+    DIVERGED,
+    MISSING,
+    CORRUPT,
+    INCOMPLETE,
+    INTERRUPTED,
+    NO_METRICS,
+    MALFORMED,
+    UNEXPECTED,
+    UNKNOWN,
+)
 NOT_FINISHED = tuple(kind for kind in KINDS if kind != DIVERGED)  # exit 1
-KIND_TEXT = {INCOMPLETE: "running or killed", NO_METRICS: "no metrics"}
+KIND_TEXT = {
+    INCOMPLETE: "running or killed",
+    NO_METRICS: "no metrics",
+    CORRUPT: "corrupt summary.json",
+    MALFORMED: "malformed metrics.csv",
+}
 _STATUS_KIND = {  # status in summary.json -> kind of problem
     FAILED: FAILED,
     DIVERGED: DIVERGED,
     MISSING: MISSING,
+    CORRUPT: CORRUPT,
     RUNNING: INCOMPLETE,
     INTERRUPTED: INTERRUPTED,
 }
@@ -61,6 +84,15 @@ def _at_round(job: Job) -> str:
     return "" if rounds != rounds else f" at round {rounds:g}"
 
 
+def divergence_rule(job: Job) -> str:
+    """Why the runner called the job diverged: the rule summary.json records (``divergence``:
+    "non-finite loss or gradient", or a blow-up past ``diverge_factor``), else "non-finite"
+    (runs written before they recorded it stopped at a non-finite value only)."""
+    divergence = (job.summary or {}).get("divergence")
+    rule = divergence.get("rule") if isinstance(divergence, Mapping) else None
+    return " ".join(str(rule).split()) if rule else "non-finite"
+
+
 def summary_error(job: Job) -> str | None:
     """The error summary.json records, in one line (a failed job without one: its stop
     reason)."""
@@ -77,10 +109,10 @@ def _status_problem(job: Job) -> tuple[str, str] | None:
         return None
     kind = _STATUS_KIND.get(status, UNKNOWN)
     if kind == DIVERGED:
-        return kind, f"non-finite{_at_round(job)}"
+        return kind, f"{divergence_rule(job)}{_at_round(job)}"
     if kind == FAILED:
         return kind, summary_error(job) or "failed"
-    if kind == MISSING:
+    if kind in (MISSING, CORRUPT):
         return kind, job.summary_error or "no summary.json"
     if kind == INCOMPLETE:
         note = process_note(job.summary or {})
@@ -99,6 +131,8 @@ def job_problems(job: Job) -> list[tuple[str, str]]:
         problems.append((NO_METRICS, f"{job.metrics_error} ({job.status}, not drawn)"))
     elif job.status in DRAWN and len(job.metrics) == 0:
         problems.append((NO_METRICS, f"metrics.csv has no rows ({job.status}, not drawn)"))
+    if job.metrics is not None and job.metrics_malformed:
+        problems.append((MALFORMED, f"{job.path / 'metrics.csv'}: {job.metrics_malformed}"))
     if job.unexpected:
         problems.append((UNEXPECTED, job.unexpected))
     return problems

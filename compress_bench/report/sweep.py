@@ -5,12 +5,15 @@ end of every multirun) reads the jobs the sweep declared in ``multirun.yaml``
 (:mod:`~compress_bench.report.declared`) and the job folders it left
 (:mod:`~compress_bench.report.jobs`), and writes into the sweep folder:
 
-- ``summary.csv``: one row per job, declared or found (:mod:`~compress_bench.report.table`);
-- ``comparison.png``: the curves of the jobs with rows to draw
+- ``summary.csv``: one row per job, declared or found (:mod:`~compress_bench.report.table`,
+  with the final train/test loss and test accuracy of neural jobs:
+  :mod:`~compress_bench.report.finals`);
+- ``comparison.png``: the curves of the jobs with rows to draw, of the metrics they logged
   (:mod:`~compress_bench.report.comparison`).
 
-Nothing is dropped silently: every problem job (failed, diverged, missing, running or killed,
-interrupted, without metrics, not of this sweep: :mod:`~compress_bench.report.problems`) is
+Nothing is dropped silently: every problem job (failed, diverged, missing, with a corrupt
+summary.json, running or killed, interrupted, without metrics or with a malformed metrics.csv,
+not of this sweep: :mod:`~compress_bench.report.problems`) is
 listed on the figure, in the table and in the log (logger ``compress_bench``), and the command
 exits 1 for all of them but divergence (diverged jobs exit 0, as they do in the runner).
 
@@ -69,7 +72,6 @@ from compress_bench.report.styling import (
 )
 from compress_bench.report.table import (
     SUMMARY_CSV,
-    collect,
     first_reaching,
     frame_of,
     label_of,
@@ -115,6 +117,7 @@ __all__ = [
     "read_overrides",
     "report",
     "scan",
+    "summary_frame",
     "varying_keys",
 ]
 
@@ -151,6 +154,19 @@ def choose_bits_column(jobs: Sequence[Job], requested: str | None) -> str:
     return "bits_thesis" if thesis else "bits"
 
 
+def summary_frame(jobs: Sequence[Job], declared: int | None = None) -> pd.DataFrame:
+    """The summary table of already-read jobs (:func:`~compress_bench.report.table.frame_of`,
+    with the final figures of neural jobs, :mod:`~compress_bench.report.finals`)."""
+    return frame_of(jobs, declared)
+
+
+def collect(sweep_dir: Path | str) -> pd.DataFrame:
+    """One row per job, declared or found (numerical order): summary.csv's table
+    (:func:`summary_frame`)."""
+    jobs, declared = read_sweep(sweep_dir)
+    return summary_frame(jobs, declared.count)
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Through a temporary file and a rename: a reader never sees half a table (and the file
     gets the usual permissions, which a tempfile.NamedTemporaryFile would not give it)."""
@@ -183,20 +199,23 @@ def report(sweep_dir: Path | str, x_bits_column: str | None = None) -> dict[str,
 
     Returns {"jobs": rows of the table (declared or found), "declared": the number of jobs
     multirun.yaml declares (None: unknown), one list of job numbers per problem kind
-    (:data:`~compress_bench.report.problems.KINDS`: "failed", "diverged", "missing",
-    "incomplete", "interrupted", "no_metrics", "unexpected", "unknown"), "bits_column": the
+    (:data:`~compress_bench.report.problems.KINDS`: "failed", "diverged", "missing", "corrupt",
+    "incomplete", "interrupted", "no_metrics", "malformed", "unexpected", "unknown"),
+    "bits_column": the
     bits axis used, "files": [paths written, as strings]}.
     """
     sweep_dir = Path(sweep_dir)
     jobs, declared = read_sweep(sweep_dir)
     bits_column = choose_bits_column(jobs, x_bits_column)
-    frame = frame_of(jobs, declared.count)
+    frame = summary_frame(jobs, declared.count)
     csv_path = sweep_dir / SUMMARY_CSV
     _write_csv(frame, csv_path)
     problems = problem_lines(frame)
     _log_problems(problems)
-    metrics = {job.num: job.metrics for job in jobs if job.status in DRAWN}
-    pngs = save_comparison(frame, metrics, sweep_dir, bits_column)
+    drawn = [job for job in jobs if job.status in DRAWN]
+    metrics = {job.num: job.metrics for job in drawn}
+    summaries = {job.num: job.summary for job in drawn}
+    pngs = save_comparison(frame, metrics, sweep_dir, bits_column, summaries)
     files = [str(csv_path), *(str(p) for p in pngs)]
     log.info("sweep report: %s -> %s", status_counts(frame), ", ".join(files))
     return {
@@ -210,9 +229,10 @@ def report(sweep_dir: Path | str, x_bits_column: str | None = None) -> dict[str,
 
 def exit_code(result: Mapping[str, Any] | None) -> int:
     """1 when a job did not finish as a completed or diverged run (a problem kind of
-    :data:`~compress_bench.report.problems.NOT_FINISHED`: failed, missing, running or killed,
-    interrupted, without metrics, not of this sweep), or the report itself failed (a result
-    with "error", as the callback stores it); else 0, also for None (no report made).
+    :data:`~compress_bench.report.problems.NOT_FINISHED`: failed, missing, corrupt, running or
+    killed, interrupted, without metrics or with a malformed metrics.csv, not of this sweep),
+    or the report itself failed (a result with "error", as the callback stores it); else 0,
+    also for None (no report made).
     Diverged jobs do not count: a diverging step size is a result, as in the runner."""
     if result is None:
         return 0
@@ -235,11 +255,12 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Summarise a compress-bench sweep (a multirun folder): writes summary.csv (one row "
             "per job the sweep declared or left) and comparison.png (relative gradient norm and "
-            "loss gap against rounds and bits, one line per compressor configuration, mean +- "
-            "std over seeds) into it."
+            "loss gap, or for networks train loss, test loss and test accuracy, against rounds "
+            "(epochs) and bits, one line per configuration, mean +- std over seeds) into it."
         ),
         epilog="Exit status: 0 every job completed or diverged; 1 a job failed, is missing, "
-        "was interrupted or killed, or has no metrics; 2 bad input.",
+        "has a corrupt summary.json, was interrupted or killed, or has no or malformed "
+        "metrics; 2 bad input.",
     )
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="the multirun folder")
     parser.add_argument(

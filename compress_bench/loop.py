@@ -27,7 +27,7 @@ from tqdm import tqdm
 from compress_bench import signals
 from compress_bench.compressors.bits import thesis_bits
 from compress_bench.errors import ConfigError, Interrupted, UserError
-from compress_bench.report import THESIS_BITS_COLUMN, MetricsWriter, write_json_atomic
+from compress_bench.report import THESIS_BITS_COLUMN, MetricsWriter, plot_run, write_json_atomic
 from compress_bench.report.metrics import json_safe
 from compress_bench.state import (
     CHECKPOINT,
@@ -451,11 +451,12 @@ def finish_summary(path: Path, summary: dict[str, Any], done: str) -> None:
 def failure_to_raise(
     err: BaseException, summary_path: Path, summary: dict[str, Any]
 ) -> BaseException:
-    """After a run stopped by ``err``: write its summary (status failed or interrupted) and
-    return what to raise. A write error (an OSError: a full disk, a read-only folder, a
-    quota) becomes a UserError, one line naming the file and saying what summary.json says,
-    so that the command prints it instead of an internal-error report; anything else is
-    returned as it is, with a logged line when summary.json could not be written."""
+    """After a run stopped by ``err``: write its summary (status failed or interrupted),
+    draw loss.png from the rows written (unless a write failed), and return what to raise.
+    A write error (an OSError: a full disk, a read-only folder, a quota) becomes a UserError,
+    one line naming the file and saying what summary.json says, so that the command prints
+    it instead of an internal-error report; anything else is returned as it is, with a
+    logged line when summary.json could not be written."""
     summary.update(stopped(err))
     error = save_summary(summary_path, summary)
     status = (
@@ -472,7 +473,28 @@ def failure_to_raise(
         )
     if error is not None:
         log.error("%s: %s", summary_path, status)
+    if not isinstance(err, OSError):  # after a failed write a figure would fail or fill it
+        plot_quietly(summary_path.parent, summary)  # the rows written are real: draw them
     return err
+
+
+def run_title(summary: dict[str, Any]) -> str:
+    """The title of a run's loss.png: problem, method, operator, k/d, n and status."""
+    q = "" if summary["quantizer"] == "none" else f" + {summary['quantizer']}"
+    return (
+        f"{summary['problem']}: {summary['method']}, {summary['compressor']}{q}, "
+        f"k/d = {summary['ratio']}, n = {summary['n_workers']} ({summary['status']})"
+    )
+
+
+def plot_quietly(out_dir: Path, summary: dict[str, Any]) -> None:
+    """loss.png (convex: f - f* and the gradient norm; networks: train/test loss and test
+    accuracy, against rounds, epochs and bits) when the run did not end normally, or for a
+    network at any end: a figure that cannot be drawn must not hide what stopped the run."""
+    try:
+        plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=run_title(summary))
+    except Exception as err:
+        log.warning("could not draw loss.png: %s", err)
 
 
 class BitLedger:

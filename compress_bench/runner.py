@@ -47,6 +47,7 @@ from compress_bench.loop import (
     diverge_factor,
     failure_to_raise,
     finish_summary,
+    run_title,
     start_run,
     tol_reached,
 )
@@ -362,8 +363,6 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         progress.close()
         summary.update(**_final(row, start))
         raised = failure_to_raise(err, summary_path, summary)
-        if not isinstance(err, OSError):  # a write failed: a figure would fail or fill it
-            plot_quietly(out_dir, summary)  # the rows written are real: draw them
         if raised is err:
             raise
         raise raised from err
@@ -408,14 +407,6 @@ def _no_error() -> float:
     return math.nan
 
 
-def plot_quietly(out_dir: Path, summary: dict[str, Any]) -> None:
-    """loss.png after an interruption or a failure; a plotting problem must not hide it."""
-    try:
-        plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=run_title(summary))
-    except Exception as err:
-        log.warning("could not draw loss.png: %s", err)
-
-
 def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
     wall = time.perf_counter() - start
     rounds_done = int(row.get("round", 0))
@@ -429,12 +420,3 @@ def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
         "wall_time": wall,
         "rounds_per_second": rounds_done / wall if wall > 0 else None,
     }
-
-
-def run_title(summary: dict[str, Any]) -> str:
-    """The title of a run's loss.png: problem, method, operator, k/d, n and status."""
-    q = "" if summary["quantizer"] == "none" else f" + {summary['quantizer']}"
-    return (
-        f"{summary['problem']}: {summary['method']}, {summary['compressor']}{q}, "
-        f"k/d = {summary['ratio']}, n = {summary['n_workers']} ({summary['status']})"
-    )

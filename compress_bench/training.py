@@ -39,6 +39,7 @@ from compress_bench.loop import (
     diverge_factor,
     failure_to_raise,
     finish_summary,
+    plot_quietly,
     start_run,
     tol_reached,
 )
@@ -169,8 +170,6 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
         progress.close()
         summary.update(**_final_training(row, start))
         raised = failure_to_raise(err, summary_path, summary)
-        if not isinstance(err, OSError):  # a write failed: a figure would fail or fill it
-            _plot(out_dir, summary)  # the rows written are real: draw them
         if raised is err:
             raise
         raise raised from err
@@ -180,16 +179,8 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
         summary["divergence"] = {"round": row["round"], "rule": why}
         log.warning("diverged at round %d (%s); metrics kept in %s", row["round"], why, out_dir)
     finish_summary(summary_path, summary, f"ended ({status}, {reason})")
-    _plot(out_dir, summary)
+    plot_quietly(out_dir, summary)  # rows and summary written: a figure never fails a run
     return summary
-
-
-def _plot(out_dir: Path, summary: dict[str, Any]) -> None:
-    """loss.png: train/test loss and test accuracy against rounds, epochs and bits. The rows
-    and summary.json are written first: a figure that cannot be drawn never fails a run."""
-    from compress_bench.runner import plot_quietly  # (runner imports this module lazily)
-
-    plot_quietly(out_dir, summary)
 
 
 def _divergence(loss: float, loss0: float, factor: float | None) -> str:

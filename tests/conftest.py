@@ -132,3 +132,20 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
     message = str(exc.value)
     assert "\n" not in message
     return message
+
+
+def run_main(args, cwd: Path, monkeypatch, capfd) -> tuple[int, str, str]:
+    """``main()`` in this process, in ``cwd``, as the console script calls it (offline):
+    (exit code, stdout, stderr)."""
+    from compress_bench.cli import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("COMPRESS_BENCH_OFFLINE", "1")
+    monkeypatch.setattr(sys, "argv", ["compress-bench", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capfd.readouterr()
+    return code, out, err

@@ -5,31 +5,16 @@ run does; a setting the chosen options ignore is refused (or, for data_dir, warn
 from __future__ import annotations
 
 import itertools
-import sys
 
 import pytest
 from omegaconf import OmegaConf
 
-from compress_bench.cli import main
 from compress_bench.cli_checks import check_arguments
 from compress_bench.config import compose_config, config_groups, validate
 from compress_bench.errors import ConfigError
+from tests.conftest import run_main
 
 SYNTH = ("problem=synthetic_logreg", "progress=false", "rounds=2")
-
-
-def run_main(args, tmp_path, monkeypatch, capfd) -> tuple[int, str, str]:
-    """main() in this process, as the console script calls it: (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COMPRESS_BENCH_OFFLINE", "1")
-    monkeypatch.setattr(sys, "argv", ["compress-bench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def assert_refused(code: int, err: str, message: str) -> None:

@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 
-from compress_bench.cli import main
-from tests.conftest import dataset_path, files_under
+from tests.conftest import dataset_path, files_under, run_main
 
 SYNTH = ("problem=synthetic_logreg", "progress=false", "rounds=2")
-
-
-def run_main(args, cwd, monkeypatch, capfd) -> tuple[int, str]:
-    """main() in this process, in ``cwd``: (exit code, stderr)."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("COMPRESS_BENCH_OFFLINE", "1")
-    monkeypatch.setattr(sys, "argv", ["compress-bench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capfd.readouterr().err
 
 
 REFUSED = {
@@ -50,7 +35,7 @@ def test_refused_input_leaves_no_folder(case, where, tmp_path, monkeypatch, capf
     args = [*SYNTH, *REFUSED[case]]
     if where == "hydra.run.dir":
         args.append(f"hydra.run.dir={tmp_path / 'runs' / 'a' / 'b'}")
-    code, err = run_main(args, tmp_path, monkeypatch, capfd)
+    code, _, err = run_main(args, tmp_path, monkeypatch, capfd)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert files_under(tmp_path) == []
 
@@ -60,7 +45,7 @@ def test_a_refused_run_keeps_the_folder_it_was_given(tmp_path, monkeypatch, capf
     run_dir = tmp_path / "mine"
     run_dir.mkdir()
     args = [*SYNTH, "n_workers=601", f"hydra.run.dir={run_dir}"]
-    code, err = run_main(args, tmp_path, monkeypatch, capfd)
+    code, _, err = run_main(args, tmp_path, monkeypatch, capfd)
     assert code == 2 and "n_workers=601 is more than the 600 samples" in err, err
     assert files_under(tmp_path) == ["mine"]
 
@@ -70,7 +55,7 @@ def test_a_sweep_with_resume_is_refused_before_any_job(tmp_path, monkeypatch, ca
     report called them missing."""
     sweep = tmp_path / "sweep"
     args = ["-m", *SYNTH, "seed=0,1", f"resume={tmp_path / 'old'}", f"hydra.sweep.dir={sweep}"]
-    code, err = run_main(args, tmp_path, monkeypatch, capfd)
+    code, _, err = run_main(args, tmp_path, monkeypatch, capfd)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert "cannot be part of a sweep (-m)" in lines[0]
@@ -80,7 +65,7 @@ def test_a_sweep_with_resume_is_refused_before_any_job(tmp_path, monkeypatch, ca
 def test_an_unquoted_accented_path_says_how_to_quote_it(tmp_path, monkeypatch, capfd):
     """Before: Hydra's "LexerNoViableAltException: hydra.run.dir=/tmp/.../é ^"."""
     path = tmp_path / "é"
-    code, err = run_main([*SYNTH, f"hydra.run.dir={path}"], tmp_path, monkeypatch, capfd)
+    code, _, err = run_main([*SYNTH, f"hydra.run.dir={path}"], tmp_path, monkeypatch, capfd)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert f"""'hydra.run.dir="{path}"'""" in lines[0]
@@ -96,11 +81,11 @@ def test_paths_with_spaces_and_accents_work_quoted(tmp_path, monkeypatch, capfd)
     shutil.copy(source, data / "mushrooms" / "mushrooms")
     run_dir = tmp_path / "my runs" / "é 1"
     base = ["progress=false", "checkpoint_every=1", f'data_dir="{data}"']
-    code, err = run_main(
+    code, _, err = run_main(
         [*base, "rounds=2", f'hydra.run.dir="{run_dir}"'], tmp_path, monkeypatch, capfd
     )
     assert code == 0, err
-    code, err = run_main(
+    code, _, err = run_main(
         [*base, "rounds=3", f'resume="{run_dir}"', f'hydra.run.dir="{tmp_path / "é 2"}"'],
         tmp_path,
         monkeypatch,

@@ -15,24 +15,9 @@ import pandas as pd
 import pytest
 
 from compress_bench import runner
-from compress_bench.cli import main
-from tests.conftest import start_cli
+from tests.conftest import run_main, start_cli
 
 SYNTH = ("problem=synthetic_logreg", "progress=false")
-
-
-def run_main(args, tmp_path, monkeypatch, capfd) -> tuple[int, str, str]:
-    """main() in this process, as the console script calls it: (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COMPRESS_BENCH_OFFLINE", "1")
-    monkeypatch.setattr(sys, "argv", ["compress-bench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 ONE_LINE_ERRORS = [

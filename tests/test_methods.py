@@ -227,7 +227,7 @@ def test_diana_without_omega_is_one_clear_error():
     ],
 )
 def test_auto_lr_without_a_constant_is_one_line(args, message, tmp_path, monkeypatch, capfd):
-    from tests.test_cli_reliability import run_main
+    from tests.conftest import run_main
 
     code, _, err = run_main(
         ["problem=synthetic_logreg", "progress=false", *args], tmp_path, monkeypatch, capfd

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.test_cli_reliability import run_main
+from tests.conftest import run_main
 
 pytestmark = pytest.mark.slow
 SETTING = ["n_workers=20", "progress=false", "log_every=50"]

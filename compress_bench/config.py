@@ -412,7 +412,7 @@ class Config:
     dtype: DType = DType.float64
     bits_convention: BitsConvention = BitsConvention.spec
     data_dir: str | None = None
-    # torch's intra-op threads; None: 1 in a sweep or when the machine is busy, else all cores
+    # torch's intra-op threads; None: 1 (runner.resolve_threads says why)
     threads: int | None = bounded(None, ge=1)
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     # neural problems: test metrics every this many rounds (None: log_every)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,30 +123,19 @@ class Run:
 
 
 def resolve_threads(requested: int | None) -> int:
-    """torch's intra-op thread count: 1 in a sweep (its jobs, and whatever else runs beside
-    a sweep, share the machine) and every core for a single run, where on an idle machine
-    every core helps (a network's forward/backward runs about 2x faster on 2 cores).
+    """torch's intra-op thread count: ``threads``, or 1.
 
-    What made every core collapse beside a busy process (a 2-thread MNIST run 13.6x slower
-    than a 1-thread one) was OpenMP's spin-waiting, not the thread count: a thread that waits
-    at the end of a parallel op spins on a core the straggling thread needs. The package sets
-    ``OMP_WAIT_POLICY=PASSIVE`` when it is imported (compress_bench/__init__.py), which keeps
-    the 2-thread default within a small factor of the best setting when busy and costs
-    nothing measurable when idle (benchmarks/bench_threads.py, figures in the README).
-
-    The rule reads only the command, never the machine's load, so a command's results never
-    depend on what else was running (the thread count can change the order of floating-point
-    sums)."""
-    if requested is not None:
-        return int(requested)
-    return 1 if _in_sweep() else (os.cpu_count() or 1)
-
-
-def _in_sweep() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    Measured with benchmarks/bench_threads.py on 2 cores (figures in the README): on an idle
+    machine 1 thread is at most 1.5x slower than the best setting (2 threads, OpenMP's
+    default spinning wait), while beside one busy process every 2-thread setting is 1.7-19x
+    slower than 1 thread (with libgomp's default wait a spinning thread holds the core a
+    straggler needs; compress_bench/__init__.py shortens that spin, which keeps an explicit
+    ``threads=2`` from collapsing). So 1 thread is the default whose worst case is smallest,
+    for single runs and sweeps alike. The rule reads only the command, never the machine's
+    load, so a command's results never depend on what else was running (the thread count
+    can change the order of floating-point sums), and a single run gives the same numbers as
+    the same job in a sweep."""
+    return 1 if requested is None else int(requested)
 
 
 def build_run(cfg: DictConfig) -> Run:

@@ -161,9 +161,11 @@ class Message:
         return self.values.shape[1]
 
     def blocks(self) -> list[tuple[slice | torch.Tensor, torch.Tensor]] | None:
-        """The message as (columns, (n, width) values) blocks when it is made of separately
-        computed pieces that were not assembled (a layerwise message), else None. A
-        communicator may aggregate block by block instead of assembling ``values``."""
+        """The message as (columns, values) blocks when it is made of separately computed
+        pieces that were not assembled (a layerwise message), else None: (n, width) values
+        for one tensor, (T, n, m) for T tensors of one shape compressed as one batch (their
+        columns tensor-major). A communicator may aggregate block by block instead of
+        assembling ``values``."""
         return None
 
     def payload(self, worker: int) -> torch.Tensor:

@@ -397,17 +397,20 @@ class Concatenated(Message):
         )
 
     def blocks(self) -> list[tuple[slice | torch.Tensor, torch.Tensor]] | None:
+        """(columns, values) per piece: (n, width) values for one tensor, (T, n, m) for a
+        stacked group (tensor-major, its columns in the same order), never copied."""
         if "values" in self.__dict__:
             return None
-        return [
-            (
-                p.group.columns
-                if not p.group.stacked
-                else p.group.columns.to(p.message.values.device),
-                p.values(self.n),
-            )
-            for p in self.pieces
-        ]
+        out: list[tuple[slice | torch.Tensor, torch.Tensor]] = []
+        for p in self.pieces:
+            values = p.message.values
+            if p.group.stacked:
+                T = len(p.group.tensors)
+                columns = p.group.columns.to(values.device)
+                out.append((columns, values.view(T, self.n, p.group.numel)))
+            else:
+                out.append((p.group.columns, values))
+        return out
 
 
 def _as_message(mask: torch.Tensor) -> Message:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -87,10 +87,17 @@ class Group:
     tensors: tuple[int, ...]
     numel: int
     columns: slice | torch.Tensor
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def stacked(self) -> bool:
         return len(self.tensors) > 1
+
+    def columns_on(self, device: torch.device) -> torch.Tensor:
+        """The stacked columns on ``device``, copied there once (not every round)."""
+        if device not in self._on_device:
+            self._on_device[device] = self.columns.to(device)
+        return self._on_device[device]
 
 
 class GroupComm:
@@ -237,7 +244,7 @@ class Layerwise:
                 pieces.append(Piece(group, message))
                 continue
             T, m = len(group.tensors), group.numel
-            rows = G.index_select(1, group.columns.to(G.device)).view(n, T, m)
+            rows = G.index_select(1, group.columns_on(G.device)).view(n, T, m)
             rows = rows.transpose(0, 1).reshape(T * n, m)  # row t n + i: worker i, tensor t
             stacked_state = stack_states([state[t] for t in group.tensors])
             part_ctx = None if ctx is None else replace(ctx, tensor=first, group=group.tensors)
@@ -379,7 +386,7 @@ class Concatenated(Message):
         out = torch.empty(self.n, self.d, dtype=first.dtype, device=first.device)
         for group, v in blocks:
             if group.stacked:
-                out[:, group.columns.to(out.device)] = v
+                out[:, group.columns_on(out.device)] = v
             else:
                 out[:, group.columns] = v
         return out
@@ -406,7 +413,7 @@ class Concatenated(Message):
             values = p.message.values
             if p.group.stacked:
                 T = len(p.group.tensors)
-                columns = p.group.columns.to(values.device)
+                columns = p.group.columns_on(values.device)
                 out.append((columns, values.view(T, self.n, p.group.numel)))
             else:
                 out.append((p.group.columns, values))

@@ -65,7 +65,7 @@ def _check_int(value: Any, name: str, low: int) -> int:
     return value
 
 
-def _row_blocks(R: int, rng: Streams | None, ctx: RoundContext | None) -> tuple[int, tuple]:
+def _row_blocks(R: int, ctx: RoundContext | None) -> tuple[int, tuple]:
     """(n, tensors) of an input of R rows: rows ``t n .. t n + n - 1`` hold tensor
     ``tensors[t]`` of the n workers (``ctx.group`` in a stacked call, else one tensor)."""
     tensors = ctx.tensors if ctx is not None else (0,)
@@ -79,7 +79,7 @@ def fresh_gaussians(
 ) -> torch.Tensor:
     """(R, rows, cols) i.i.d. N(0, 1): row block t, worker i from worker i's generator for
     tensor ``tensors[t]`` in this round (``Streams.tensor_generators``)."""
-    n, tensors = _row_blocks(R, rng, ctx)
+    n, tensors = _row_blocks(R, ctx)
     round_index = ctx.round_index if ctx is not None else 0
     draws = [
         torch.randn(rows, cols, generator=g, dtype=like.dtype, device=like.device)
@@ -297,7 +297,7 @@ class PowerSGD(_LowRank):
         round_index = ctx.round_index if ctx is not None else 0
         if self.form == "per_worker":
             return fresh_gaussians(rng, ctx, R, c, r, like)
-        n, tensors = _row_blocks(R, rng, ctx)
+        n, tensors = _row_blocks(R, ctx)
         words = () if self.warm_start else (round_index,)
         shared = [
             torch.randn(

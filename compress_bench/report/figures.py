@@ -131,18 +131,32 @@ def esgd_mnist(sweep_dirs: Path | list[Path], out_png: Path) -> pd.DataFrame:
     )
 
 
+STYLES = ("-", "--", ":", "-.")
+
+
+def lowrank_ef21_mnist(sweep_dirs: Path | list[Path], out_png: Path) -> pd.DataFrame:
+    """EF21 with rsvd, PowerSGD and TopK per tensor on MNIST (``experiment=lowrank_ef21_mnist``
+    and its TopK sweep): test loss and accuracy against epochs, one line per operator and
+    rank or ratio."""
+    dirs = sweep_dirs if isinstance(sweep_dirs, list) else [sweep_dirs]
+    title = "MNIST, n = 4, EF21 per tensor: rsvd and PowerSGD at ranks 1, 2, 4, TopK at their bits"
+    return accuracy_curves(dirs, out_png, title, label_keys=("operator", "ratio"))
+
+
 def accuracy_curves(
     sweep_dirs: list[Path],
     out_png: Path,
     title: str,
     reference: tuple[float, str] | None = None,
+    label_keys: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Test loss and test accuracy against epochs, one line per job of the sweeps (two
     panels), and their last rows as a table (.csv and .md next to the figure); ``reference``
     is an accuracy drawn as a dashed line with its label."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    rows = []
+    rows: list[dict] = []
+    seen: list[str] = []
     jobs = [job for sweep_dir in sweep_dirs for job in scan(sweep_dir)]
     for job in jobs:
         summary = job.summary or {}
@@ -150,13 +164,20 @@ def accuracy_curves(
         label = display_name(summary, name)
         if reference is not None:  # several methods: name the method too
             label = f"{label} ({summary.get('method', '?')})"
+        extra = [f"{k}={job.overrides[k]}" for k in label_keys if k in job.overrides]
+        if extra:  # the sweep's varying keys tell the lines apart
+            label = f"{label}, {', '.join(extra)}"
         metrics = job.metrics
         if metrics is None or "test_accuracy" not in metrics:
             print(f"figures: job {job.num} ({job.status}) not drawn", file=sys.stderr)
             continue
         colour = colour_for(summary.get("family", name), summary.get("colour"))
+        style = STYLES[seen.count(colour) % len(STYLES)]  # lines of one family told apart
+        seen.append(colour)
         for ax, column in ((loss_ax, "test_loss"), (acc_ax, "test_accuracy")):
-            ax.plot(metrics["epoch"], metrics[column], color=colour, label=label, marker=".")
+            ax.plot(
+                metrics["epoch"], metrics[column], color=colour, label=label, marker=".", ls=style
+            )
         last = metrics.iloc[-1]
         rows.append(
             {
@@ -190,7 +211,14 @@ def accuracy_curves(
     return table
 
 
-FIGURES = {"thesis_logreg": thesis_logreg, "thesis_cifar": thesis_cifar, "esgd_mnist": esgd_mnist}
+FIGURES = {
+    "thesis_logreg": thesis_logreg,
+    "thesis_cifar": thesis_cifar,
+    "esgd_mnist": esgd_mnist,
+    "lowrank_ef21_mnist": lowrank_ef21_mnist,
+}
+#: the figures drawn from one or more sweep folders
+MULTI = ("esgd_mnist", "lowrank_ef21_mnist")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,18 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Draw a named figure from a finished sweep.",
     )
     parser.add_argument("figure", choices=sorted(FIGURES))
-    parser.add_argument("sweep_dir", type=Path, nargs="+", help="esgd_mnist: one or more")
+    parser.add_argument("sweep_dir", type=Path, nargs="+", help=f"{', '.join(MULTI)}: one or more")
     parser.add_argument("out_png", type=Path)
     args = parser.parse_args(argv)
     for sweep_dir in args.sweep_dir:
         if not sweep_dir.is_dir():
             print(f"figures: error: no sweep folder at {sweep_dir}", file=sys.stderr)
             return 2
-    if len(args.sweep_dir) > 1 and args.figure != "esgd_mnist":
+    if len(args.sweep_dir) > 1 and args.figure not in MULTI:
         print(f"figures: error: {args.figure} draws one sweep folder", file=sys.stderr)
         return 2
     args.out_png.parent.mkdir(parents=True, exist_ok=True)
-    dirs = args.sweep_dir if args.figure == "esgd_mnist" else args.sweep_dir[0]
+    dirs = args.sweep_dir if args.figure in MULTI else args.sweep_dir[0]
     table = FIGURES[args.figure](dirs, args.out_png)
     print(table.to_string(index=False))
     print(f"wrote {args.out_png} and its table ({args.out_png.with_suffix('.md')})")

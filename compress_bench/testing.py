@@ -320,12 +320,13 @@ def check_method_class(cls) -> None:
     assert cls.__doc__ or inspect.getmodule(cls).__doc__, f"{cls.__name__} has no docstring"
 
 
-def run_method(method, streams: Streams, rounds: int = ROUNDS, x=None, state=None):
-    """``rounds`` rounds of a method from x^0; returns the proposals."""
+def run_method(method, streams: Streams, rounds: int = ROUNDS, x=None, state=None, start=0):
+    """``rounds`` rounds of a method from x^0 (or from ``x`` and ``state`` at round
+    ``start``, as a resumed run continues); returns the proposals."""
     x = method.problem.initial_point() if x is None else x
     state = method.init_state(x) if state is None else state
     proposals = []
-    for k in range(rounds):
+    for k in range(start, start + rounds):
         proposal = method.step(x, method.evaluate(x), state, streams, k)
         x, state = proposal.x, proposal.state
         proposals.append(proposal)
@@ -340,7 +341,9 @@ def check_method_state_round_trip(method, seed: int = 0) -> None:
     saved = save_and_load({"x": first.x, "state": first.state, "streams": streams.get_state()})
     resumed = Streams(seed, n)
     resumed.set_state(saved["streams"])
-    rest = run_method(method, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"])
+    rest = run_method(
+        method, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"], start=1
+    )
     for k, (a, b) in enumerate(zip(straight[1:], rest, strict=True), start=1):
         assert torch.equal(a.x, b.x), f"x after round {k} differs after a resume"
 

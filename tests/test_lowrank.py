@@ -37,7 +37,7 @@ def test_power_sgd_per_worker_example_n1():
     op = matrix_op("power_sgd", (2, 2), rank=1, form="per_worker")
     G = torch.tensor([[1.0, 0.0, 0.0, 2.0]], dtype=torch.float64)
     Q = torch.ones(1, 2, 1, dtype=torch.float64)
-    message, state = compress(op, G, state=({"q": Q},))
+    message, state = compress(op, G, state=({"q": Q, "drawn": True},))
     expected = torch.tensor([[0.2, 0.8, 0.4, 1.6]], dtype=torch.float64)
     torch.testing.assert_close(message.values, expected, rtol=0, atol=1e-7)
     torch.testing.assert_close(
@@ -57,7 +57,7 @@ def test_power_sgd_collective_example_n2_with_error_feedback():
     G = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]], dtype=torch.float64)
     Q = torch.ones(2, 2, 1, dtype=torch.float64)
     comm = SimulatedCommunicator()
-    state = (torch.zeros_like(G), ({"q": Q},))
+    state = (torch.zeros_like(G), ({"q": Q, "drawn": True},))
     message, (error, inner) = compress(op, G, state=state, comm=comm)
     delta = comm.mean(message)
     torch.testing.assert_close(
@@ -247,3 +247,42 @@ def test_ops_per_call_do_not_grow_with_the_tensors_of_a_shape_and_nothing_syncs(
     assert {k: v for k, v in twice.items() if k not in draws} == {
         k: v for k, v in thrice.items() if k not in draws
     }
+
+
+@pytest.mark.parametrize(
+    ("rank", "rate", "floats"),
+    [(1, 0, 45_935), (2, 0, 82_260), (4, 0, 154_910), (8, 0, 300_210), (8, 2, 301_154)],
+)
+def test_power_sgd_bits_of_resnet18_per_tensor(rank, rate, floats):
+    """Spec 18's table: ResNet18 (CIFAR variant, 62 tensors), per worker per round; with
+    min_compression_rate = 2 at r = 8 the (10, 512) classifier goes dense."""
+    from compress_bench.models.resnet import ResNet18
+
+    layout = Layout.of(ResNet18())
+    cfg = {"name": "power_sgd", "rank": rank, "min_compression_rate": rate}
+    op = layerwise(lambda _, s: chain(build_compressor(cfg, 1.0, shape=s)), layout)
+    bits = sum(p.compressor.expected_bits(m) for p, m in zip(op.parts, layout.numels, strict=True))
+    assert bits == 32 * floats
+
+
+@pytest.mark.parametrize("method", ["dcgd", "ef", "ef21"])
+@pytest.mark.parametrize("form", ["collective", "per_worker"])
+def test_method_conformance_with_power_sgd(method, form):
+    """The method checks (state round trip, state stability; separability for the per-worker
+    form) with PowerSGD on logistic regression viewed as a 2 x 3 matrix."""
+    import numpy as np
+
+    from compress_bench.methods import METHODS
+    from compress_bench.problems import LogisticRegression
+    from compress_bench.problems.logreg import synthetic_logreg_data
+    from compress_bench.problems.splits import split_indices
+
+    features, labels = synthetic_logreg_data(90, 6, seed=2, label_noise=0.5)
+    problem = LogisticRegression(
+        features, labels, split_indices(labels, 3, "iid", 0), 0.1, np.zeros(6), "t"
+    )
+    op = chain(
+        build_compressor({"name": "power_sgd", "rank": 1, "form": form}, 1.0, global_shape=(2, 3))
+    )
+    ran = testing.check_method(METHODS[method](problem, op, 0.2))
+    assert ("check_method_worker_separability" in ran) == (form == "per_worker")

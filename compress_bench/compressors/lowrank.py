@@ -289,9 +289,16 @@ class PowerSGD(_LowRank):
         return power_sgd_plan(self.shape, self.rank, self.min_compression_rate)
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
-        """``{"q": None}``: Q is drawn in the first round (from the streams, which
-        ``init_state`` does not see); then (n, c, r_eff)."""
-        return {"q": None} if self.plan(d) is not None else None
+        """``{"q": (n, c, r_eff), "drawn": False}``: Q is drawn in the first round that
+        compresses (from the streams, which ``init_state`` does not see), so the state keeps
+        one structure from the start (a method that sends its first round uncompressed, as
+        EF21 does, checkpoints the same structure before and after)."""
+        plan = self.plan(d)
+        if plan is None:
+            return None
+        m, c, r = plan
+        q = torch.zeros(n_workers, c, r, device=device, dtype=dtype)
+        return {"q": q, "drawn": False}
 
     def _initial_q(self, rng: Streams, ctx, R: int, c: int, r: int, like: torch.Tensor):
         round_index = ctx.round_index if ctx is not None else 0
@@ -321,15 +328,15 @@ class PowerSGD(_LowRank):
             return Message.dense(G.clone()), state
         m, c, r = plan
         Q = state["q"]
-        if Q is None or not self.warm_start:
+        if not state["drawn"] or not self.warm_start:
             Q = self._initial_q(rng, ctx, R, c, r, G)
-        if round_index < self.start_round:  # dense; Q drawn already, so the state keeps its form
-            return Message.dense(G.clone()), {"q": Q}
+        if round_index < self.start_round:  # sent dense; Q kept for the first compressed round
+            return Message.dense(G.clone()), {"q": Q, "drawn": True}
         M = G.reshape(R, m, c)
         if self.form == "per_worker":
             P_hat = orthogonalize(M @ Q, self.orthogonalization)
             Q_new = M.mT @ P_hat
-            return self.factor_message(P_hat, Q_new, R, d), {"q": Q_new}
+            return self.factor_message(P_hat, Q_new, R, d), {"q": Q_new, "drawn": True}
         if comm is None:
             from compress_bench.comm import SimulatedCommunicator
 
@@ -338,7 +345,8 @@ class PowerSGD(_LowRank):
             M, Q, comm.all_reduce_mean, orthogonalization=self.orthogonalization
         )
         local_q = M.mT @ out.p_hat  # worker w's contribution P^ (M_w^T P^)^T = M_w - e_w
-        return self.factor_message(out.p_hat, local_q, R, d), {"q": out.q_new.contiguous()}
+        state = {"q": out.q_new.contiguous(), "drawn": True}
+        return self.factor_message(out.p_hat, local_q, R, d), state
 
     def __repr__(self) -> str:
         return (

@@ -26,13 +26,13 @@ class SimulatedCommunicator:
         blocks = message.blocks()
         if blocks is None:
             return message.values.mean(dim=0)
-        first = blocks[0][1]  # (n, width), or (T, n, m) for tensors compressed as one batch
+        first = blocks[0][1]
         out = torch.empty(message.d, dtype=first.dtype, device=first.device)
         for columns, values in blocks:
             if isinstance(columns, slice):  # written in place: no concatenation pass
                 torch.mean(values, dim=0, out=out[columns])
-            else:  # a stacked group: (T, n, m), the workers' rows in dim 1
-                out[columns] = values.mean(dim=1).reshape(-1)
+            else:  # tensors of one shape compressed as one batch: (n, T, m) at their windows
+                columns.put(out, values.mean(dim=0))
         return out
 
     def all_reduce_mean(self, X: torch.Tensor) -> torch.Tensor:

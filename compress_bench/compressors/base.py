@@ -94,8 +94,8 @@ class RoundContext:
     (``importance.scope=joint``); the operator then uses it instead of solving. ``tensor`` is
     the operator's tensor in a layerwise layout (0 for the whole vector): shared-seed
     operators draw from that tensor's own shared stream. ``group`` lists the tensors of a
-    stacked call (tensors of one shape compressed as one batch of T * n rows, tensor
-    ``group[t]`` in rows ``t n .. t n + n - 1``; empty: one tensor, ``tensor``). ``losses`` is
+    stacked call (tensors of one shape compressed as one batch of n T rows, row ``i T + t``
+    worker i's tensor ``group[t]``; empty: one tensor, ``tensor``). ``losses`` is
     each worker's loss at x, shape (n,) (eSGD's loss-comparison rule), when the method has it.
     """
 
@@ -160,12 +160,12 @@ class Message:
         """The dimension of the decoded vectors."""
         return self.values.shape[1]
 
-    def blocks(self) -> list[tuple[slice | torch.Tensor, torch.Tensor]] | None:
+    def blocks(self) -> list[tuple[Any, torch.Tensor]] | None:
         """The message as (columns, values) blocks when it is made of separately computed
-        pieces that were not assembled (a layerwise message), else None: (n, width) values
-        for one tensor, (T, n, m) for T tensors of one shape compressed as one batch (their
-        columns tensor-major). A communicator may aggregate block by block instead of
-        assembling ``values``."""
+        pieces that were not assembled (a layerwise message), else None: a slice and (n,
+        width) values for one tensor; for T tensors of one shape compressed as one batch, a
+        ``layerwise.Windows`` (``put(out, values)`` writes them) and (n, T, m) values. A
+        communicator may aggregate block by block instead of assembling ``values``."""
         return None
 
     def payload(self, worker: int) -> torch.Tensor:
@@ -243,7 +243,7 @@ class Compressor(ABC):
     support: ClassVar[str] = "indices"
     #: True for the operators that call the communicator mid-round (PowerSGD collective)
     collective: ClassVar[bool] = False
-    #: True when T * n stacked rows may be compressed in one call (see Tags.stackable)
+    #: True when n T stacked rows may be compressed in one call (see Tags.stackable)
     stackable: ClassVar[bool] = False
     #: display name in figures and tables ("" means the registry name)
     label: ClassVar[str] = ""

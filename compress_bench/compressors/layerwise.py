@@ -8,14 +8,17 @@ state is kept per tensor (the state is the tuple of the tensors' states, the sam
 whatever the batching below), and bits are summed over tensors.
 
 Equal shapes, one batch: tensors of one shape whose operators are equal and tagged
-``stackable`` are compressed by one call on their T * n stacked rows (ResNet18 has 17 shapes
-among its 62 tensors), gathered with one ``index_select`` and written back with one scatter, so
+``stackable`` are compressed by one call on their n T stacked rows (ResNet18 has 17 shapes
+among its 62 tensors; row ``i T + t`` is worker i's tensor t), gathered by one indexing of
+the (n, d - m + 1, m) window view of x at the tensors' offsets and written back the same way, so
 the number of kernels per round does not grow with the tensors of a shape (PyTorch's
 ``batch_tensors_with_same_shape`` and epfml's ``_matrices_per_shape``, for the idea). A stacked
 call gives, row for row, what one call per tensor gives: stackable operators are row-wise, and
 the random ones among them draw per (worker, round, tensor) (see Tags.stackable). Operators
 that draw from a worker's sequential stream (RandK), query the objective or are not equal
-run one call per tensor, in layout order, as before, which keeps their numbers.
+run one call per tensor, in layout order, as before, which keeps their numbers. The gather
+is one copy of the group (a call per tensor reads its columns in place): on the CPU, where
+launches are cheap, stacking costs time (README, Architecture); it is for accelerators.
 
 The message keeps its pieces (:class:`Concatenated`): each tensor's or each stacked group's
 message with the columns it fills; the (n, d) values are assembled on first use only, and
@@ -82,35 +85,53 @@ class BlockView:
 @dataclass(frozen=True)
 class Group:
     """Tensors compressed by one call: their indices in the layout, and, for a stacked group
-    (T > 1), the flat columns they occupy (tensor-major) as one index tensor."""
+    (T > 1), the offsets of their first columns (:class:`Windows`); one tensor: its slice."""
 
     tensors: tuple[int, ...]
     numel: int
-    columns: slice | torch.Tensor
-    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
+    columns: slice | Windows
 
     @property
     def stacked(self) -> bool:
         return len(self.tensors) > 1
 
-    def columns_on(self, device: torch.device) -> torch.Tensor:
-        """The stacked columns on ``device``, copied there once (not every round)."""
+
+@dataclass(frozen=True)
+class Windows:
+    """The columns of T tensors of ``numel`` entries starting at ``offsets`` (tensor-major):
+    ``take`` and ``put`` index the window view ``x.unfold(-1, numel, 1)`` (one indexing op
+    whatever T, and block copies, several times faster on the CPU than an index per
+    column)."""
+
+    offsets: torch.Tensor  # (T,) int64, on the CPU
+    numel: int
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        """The offsets on ``device``, copied there once (not every round)."""
         if device not in self._on_device:
-            self._on_device[device] = self.columns.to(device)
+            self._on_device[device] = self.offsets.to(device)
         return self._on_device[device]
+
+    def take(self, X: torch.Tensor) -> torch.Tensor:
+        """(..., T, numel): the tensors' columns of X (..., d), a new tensor."""
+        return X.unfold(-1, self.numel, 1)[..., self.on(X.device), :]
+
+    def put(self, out: torch.Tensor, values: torch.Tensor) -> None:
+        """Write ``values`` (..., T, numel) into the tensors' columns of ``out`` (..., d)."""
+        out.unfold(-1, self.numel, 1)[..., self.on(out.device), :] = values
 
 
 class GroupComm:
-    """The communicator seen by a stacked call of T tensors: rows ``t n + i`` hold worker
-    i's tensor t, and a collective averages over the workers only (never across tensors)."""
+    """The communicator seen by a stacked call of T tensors: row ``i T + t`` holds worker i's
+    tensor t, and a collective averages over the workers only (never across tensors)."""
 
     def __init__(self, comm: Any, T: int):
         self.comm, self.T = comm, T
 
     def all_reduce_mean(self, X: torch.Tensor) -> torch.Tensor:
-        T = self.T
-        per_worker = X.reshape(T, -1, *X.shape[1:]).transpose(0, 1)  # (n, T, ...)
-        return self.comm.all_reduce_mean(per_worker).transpose(0, 1).reshape(X.shape)
+        per_worker = X.reshape(-1, self.T, *X.shape[1:])  # (n, T, ...): a view
+        return self.comm.all_reduce_mean(per_worker).reshape(X.shape)
 
 
 class Layerwise:
@@ -149,11 +170,10 @@ class Layerwise:
         for members in keys.values():
             numel = self.layout.numels[members[0]]
             if len(members) == 1:
-                columns: slice | torch.Tensor = slices[members[0]]
+                columns: slice | Windows = slices[members[0]]
             else:
-                columns = torch.cat(
-                    [torch.arange(slices[t].start, slices[t].stop) for t in members]
-                )
+                offsets = torch.tensor([slices[t].start for t in members], dtype=torch.int64)
+                columns = Windows(offsets, numel)
             groups.append(Group(tuple(members), numel, columns))
         return tuple(groups)
 
@@ -244,8 +264,7 @@ class Layerwise:
                 pieces.append(Piece(group, message))
                 continue
             T, m = len(group.tensors), group.numel
-            rows = G.index_select(1, group.columns_on(G.device)).view(n, T, m)
-            rows = rows.transpose(0, 1).reshape(T * n, m)  # row t n + i: worker i, tensor t
+            rows = group.columns.take(G).view(n * T, m)  # row i T + t: worker i's tensor t
             stacked_state = stack_states([state[t] for t in group.tensors])
             part_ctx = None if ctx is None else replace(ctx, tensor=first, group=group.tensors)
             args = (GroupComm(part_comm, T),) if part_comm is not None else ()
@@ -270,11 +289,12 @@ class Layerwise:
 
 
 def stack_states(states: list[Any]) -> Any:
-    """The tensors' states as one state of T * n rows (tensors concatenated along dim 0);
-    None, numbers and strings must agree and are kept."""
+    """The tensors' states (n rows each) as one state of n T rows, row ``i T + t`` worker i's
+    row of tensor t; None, numbers and strings must agree and are kept."""
     first = states[0]
     if isinstance(first, torch.Tensor):
-        return torch.cat(states, dim=0)
+        stacked = torch.stack(states, dim=1)  # (n, T, ...)
+        return stacked.reshape(-1, *first.shape[1:])
     if isinstance(first, tuple | list):
         return type(first)(stack_states(list(parts)) for parts in zip(*states, strict=True))
     if isinstance(first, dict):
@@ -285,7 +305,7 @@ def stack_states(states: list[Any]) -> Any:
 def unstack_state(state: Any, T: int) -> list[Any]:
     """The inverse of :func:`stack_states`: T states of n rows (views)."""
     if isinstance(state, torch.Tensor):
-        return list(state.chunk(T, dim=0))
+        return list(state.reshape(-1, T, *state.shape[1:]).unbind(dim=1))
     if isinstance(state, tuple | list):
         columns = [unstack_state(part, T) for part in state]
         return [type(state)(column[t] for column in columns) for t in range(T)]
@@ -303,26 +323,26 @@ class Piece:
     message: Message
 
     def values(self, n: int) -> torch.Tensor:
-        """(n, T m) values, tensor-major columns (those of ``group.columns``)."""
+        """(n, T m) values, tensor-major columns (those of ``group.columns``): a view."""
         values = self.message.values
         if not self.group.stacked:
             return values
-        T, m = len(self.group.tensors), self.group.numel
-        return values.view(T, n, m).transpose(0, 1).reshape(n, T * m)
+        return values.view(n, len(self.group.tensors) * self.group.numel)
 
     def per_worker(self, field: torch.Tensor, n: int) -> torch.Tensor:
-        """An (T n,) per-row field summed over the group's tensors: (n,)."""
+        """An (n T,) per-row field summed over the group's tensors: (n,)."""
         if not self.group.stacked:
             return field
-        return field.view(len(self.group.tensors), n).sum(dim=0)
+        return field.view(n, len(self.group.tensors)).sum(dim=1)
 
     def tensor_messages(self, n: int) -> list[tuple[int, Message]]:
         """(tensor, message of n rows) for each tensor of the group."""
         if not self.group.stacked:
             return [(self.group.tensors[0], self.message)]
         msg, out = self.message, []
+        T = len(self.group.tensors)
         for t, tensor in enumerate(self.group.tensors):
-            rows = slice(t * n, (t + 1) * n)
+            rows = slice(t, n * T, T)  # worker i's tensor t is row i T + t
             out.append(
                 (
                     tensor,
@@ -386,7 +406,7 @@ class Concatenated(Message):
         out = torch.empty(self.n, self.d, dtype=first.dtype, device=first.device)
         for group, v in blocks:
             if group.stacked:
-                out[:, group.columns_on(out.device)] = v
+                group.columns.put(out, v.view(self.n, len(group.tensors), group.numel))
             else:
                 out[:, group.columns] = v
         return out
@@ -403,18 +423,17 @@ class Concatenated(Message):
             lambda p: Piece(p.group, _as_message(p.message.sent())).values(self.n)
         )
 
-    def blocks(self) -> list[tuple[slice | torch.Tensor, torch.Tensor]] | None:
-        """(columns, values) per piece: (n, width) values for one tensor, (T, n, m) for a
-        stacked group (tensor-major, its columns in the same order), never copied."""
+    def blocks(self) -> list[tuple[Any, torch.Tensor]] | None:
+        """(columns, values) per piece, never copied: a slice and (n, width) values for one
+        tensor, :class:`Windows` and (n, T, m) values for a stacked group."""
         if "values" in self.__dict__:
             return None
-        out: list[tuple[slice | torch.Tensor, torch.Tensor]] = []
+        out: list[tuple[Any, torch.Tensor]] = []
         for p in self.pieces:
             values = p.message.values
             if p.group.stacked:
                 T = len(p.group.tensors)
-                columns = p.group.columns_on(values.device)
-                out.append((columns, values.view(T, self.n, p.group.numel)))
+                out.append((p.group.columns, values.view(self.n, T, p.group.numel)))
             else:
                 out.append((p.group.columns, values))
         return out

@@ -66,8 +66,8 @@ def _check_int(value: Any, name: str, low: int) -> int:
 
 
 def _row_blocks(R: int, ctx: RoundContext | None) -> tuple[int, tuple]:
-    """(n, tensors) of an input of R rows: rows ``t n .. t n + n - 1`` hold tensor
-    ``tensors[t]`` of the n workers (``ctx.group`` in a stacked call, else one tensor)."""
+    """(n, tensors) of an input of R rows: row ``i T + t`` holds worker i's tensor
+    ``tensors[t]`` (``ctx.group`` in a stacked call, else one tensor)."""
     tensors = ctx.tensors if ctx is not None else (0,)
     if R % len(tensors):
         raise ValueError(f"{R} rows do not split into the {len(tensors)} tensors of the call")
@@ -77,14 +77,15 @@ def _row_blocks(R: int, ctx: RoundContext | None) -> tuple[int, tuple]:
 def fresh_gaussians(
     rng: Streams, ctx: RoundContext | None, R: int, rows: int, cols: int, like: torch.Tensor
 ) -> torch.Tensor:
-    """(R, rows, cols) i.i.d. N(0, 1): row block t, worker i from worker i's generator for
-    tensor ``tensors[t]`` in this round (``Streams.tensor_generators``)."""
+    """(R, rows, cols) i.i.d. N(0, 1): row ``i T + t`` from worker i's generator for tensor
+    ``tensors[t]`` in this round (``Streams.tensor_generators``)."""
     n, tensors = _row_blocks(R, ctx)
     round_index = ctx.round_index if ctx is not None else 0
+    per_tensor = [rng.tensor_generators(round_index, tensor) for tensor in tensors]
     draws = [
-        torch.randn(rows, cols, generator=g, dtype=like.dtype, device=like.device)
-        for tensor in tensors
-        for g in rng.tensor_generators(round_index, tensor)
+        torch.randn(rows, cols, generator=gens[i], dtype=like.dtype, device=like.device)
+        for i in range(n)
+        for gens in per_tensor
     ]
     if len(draws) != R:
         raise ValueError(f"{len(draws)} draws for {R} rows: the streams hold {n} workers?")
@@ -316,7 +317,7 @@ class PowerSGD(_LowRank):
             )
             for t in tensors
         ]
-        return torch.stack(shared).repeat_interleave(n, dim=0)
+        return torch.stack(shared).repeat(n, 1, 1)  # row i T + t: tensor t's shared Q
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None

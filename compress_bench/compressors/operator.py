@@ -42,9 +42,10 @@ class Tags:
                      the workers' losses (eSGD)
     collective       workers' outputs depend on each other: ``compress`` receives the
                      communicator and calls it mid-round (PowerSGD's collective form)
-    stackable        rows may be stacked: the operator treats an input of T * n rows as T
-                     blocks of the n workers (tensors of one shape compressed as one batch by
-                     ``layerwise``) with results identical, row for row, to T calls. True for
+    stackable        rows may be stacked: the operator treats an input of n T rows (row
+                     i T + t: worker i's tensor t) as the n workers' T tensors (tensors of
+                     one shape compressed as one batch by ``layerwise``) with results
+                     identical, row for row, to T calls. True for
                      row-wise deterministic operators and for operators whose randomness is
                      drawn per (worker, round, tensor) (the low-rank family); false for those
                      that draw from a worker's sequential stream (RandK), whose draws depend

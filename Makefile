@@ -16,7 +16,7 @@ export COMPRESS_BENCH_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: help install run test test-slow lint format bench figures figures-cifar docs clean
+.PHONY: help install run test test-slow lint format bench figures figures-cifar figures-mnist docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,7 @@ bench: install  ## the benchmarks (ratios measured in one run on this machine)
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_neural.py
+	$(BIN)/python benchmarks/bench_lowrank.py
 
 figures-cifar: install  ## the thesis figure ResNet_CIFAR10 (6 operators x 20 epochs: needs a GPU)
 	rm -rf $(FIGURES)/thesis_cifar
@@ -75,7 +76,21 @@ figures: install  ## regenerate the README's figures (thesis LogReg, biased comp
 	cp $(FIGURES)/biased_compression/comparison.png docs/figures/biased_compression.png
 	cp $(FIGURES)/error_feedback/comparison.png docs/figures/error_feedback.png
 	cp $(FIGURES)/error_feedback_unbiased/comparison.png docs/figures/error_feedback_unbiased.png
+	rm -rf $(FIGURES)/lowrank_ef21
+	$(BIN)/compress-bench -m experiment=lowrank_ef21 hydra.sweep.dir=$(FIGURES)/lowrank_ef21 progress=false
+	cp $(FIGURES)/lowrank_ef21/comparison.png docs/figures/lowrank_ef21.png
 	$(BIN)/python -m compress_bench.report.table --readme README.md thesis_logreg=$(FIGURES)/thesis_logreg error_feedback=$(FIGURES)/error_feedback error_feedback_unbiased=$(FIGURES)/error_feedback_unbiased
+
+figures-mnist: install  ## the MNIST figures of issue 16 (eSGD; EF21 with low-rank operators per tensor)
+	rm -rf $(FIGURES)/esgd_mnist_a $(FIGURES)/esgd_mnist_b $(FIGURES)/lowrank_ef21_mnist $(FIGURES)/lowrank_ef21_mnist_top_k
+	$(BIN)/compress-bench -m experiment=esgd_mnist compressor=esgd method=dcgd hydra.sweep.dir=$(FIGURES)/esgd_mnist_a progress=false
+	$(BIN)/compress-bench -m experiment=esgd_mnist compressor=top_k method=ef hydra.sweep.dir=$(FIGURES)/esgd_mnist_b progress=false
+	$(BIN)/python -m compress_bench.report.figures esgd_mnist $(FIGURES)/esgd_mnist_a $(FIGURES)/esgd_mnist_b $(FIGURES)/esgd_mnist.png
+	cp $(FIGURES)/esgd_mnist.png docs/figures/esgd_mnist.png
+	$(BIN)/compress-bench -m experiment=lowrank_ef21_mnist hydra.sweep.dir=$(FIGURES)/lowrank_ef21_mnist progress=false
+	$(BIN)/compress-bench -m experiment=lowrank_ef21_mnist operator=top_k ratio=0.0182,0.0347,0.0677 hydra.sweep.dir=$(FIGURES)/lowrank_ef21_mnist_top_k progress=false
+	$(BIN)/python -m compress_bench.report.figures lowrank_ef21_mnist $(FIGURES)/lowrank_ef21_mnist $(FIGURES)/lowrank_ef21_mnist_top_k $(FIGURES)/lowrank_ef21_mnist.png
+	cp $(FIGURES)/lowrank_ef21_mnist.png docs/figures/lowrank_ef21_mnist.png
 
 docs: install  ## regenerate docs/compressors.md from the registries
 	$(BIN)/python -m compress_bench.docs > docs/compressors.md

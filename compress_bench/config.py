@@ -165,6 +165,9 @@ class LogRegConfig:
     # block sizes splitting x into named tensors block0, block1, ... (granularity=layer
     # compresses each on its own); None: one tensor
     layout: list[int] | None = None
+    # x viewed as one (m, c) matrix, row-major, m c = d, for the low-rank operators (spec 18's
+    # CHOICE, e.g. [8, 14] for mushrooms' 112 coordinates); None: a vector
+    matrix_shape: list[int] | None = None
     # rows per worker and round (distributed compressed SGD); None: the full shard
     batch_size: int | None = bounded(None, ge=1)
 
@@ -268,6 +271,60 @@ class BiasedRandKConfig:
 @dataclass
 class AdaptiveRandKConfig:
     name: str = "adaptive_rand_k"
+
+
+class ESGDThreshold(Enum):
+    mean_abs_grad = "mean_abs_grad"
+    mean_abs_residual = "mean_abs_residual"
+
+
+class ESGDCredit(Enum):
+    additive = "additive"
+    multiplicative = "multiplicative"
+
+
+@dataclass
+class ESGDConfig:
+    """eSGD (spec 19, a reconstruction); every CHOICE a key with spec 19's default."""
+
+    name: str = "esgd"
+    beta: float = bounded(0.9, ge=0, le=1)
+    threshold: ESGDThreshold = ESGDThreshold.mean_abs_grad
+    credit: ESGDCredit = ESGDCredit.additive
+    momentum_damping: bool = False
+
+
+@dataclass
+class RSVDConfig:
+    """Rank-r randomized SVD of each matrix-shaped tensor (spec 17)."""
+
+    name: str = "rsvd"
+    rank: int = bounded(2, ge=1)
+    oversampling: int = bounded(5, ge=0)
+    power_iterations: int = bounded(1, ge=0)
+
+
+class PowerSGDForm(Enum):
+    collective = "collective"
+    per_worker = "per_worker"
+
+
+class Orthogonalization(Enum):
+    gram_schmidt = "gram_schmidt"
+    qr = "qr"
+
+
+@dataclass
+class PowerSGDConfig:
+    """PowerSGD (spec 18); every CHOICE a key with the paper code's default."""
+
+    name: str = "power_sgd"
+    rank: int = bounded(2, ge=1)
+    form: PowerSGDForm = PowerSGDForm.collective
+    orthogonalization: Orthogonalization = Orthogonalization.gram_schmidt
+    warm_start: bool = True
+    min_compression_rate: float = bounded(0.0, ge=0)
+    start_round: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -435,6 +492,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "top_k": TopKConfig,
         "biased_rand_k": BiasedRandKConfig,
         "adaptive_rand_k": AdaptiveRandKConfig,
+        "rsvd": RSVDConfig,
+        "esgd": ESGDConfig,
+        "power_sgd": PowerSGDConfig,
         "md_stochastic": MDUnweightedConfig,
         "md_greedy": MDUnweightedConfig,
         "md_greedy_weighted": MDWeightedConfig,

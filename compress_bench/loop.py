@@ -142,11 +142,11 @@ def summary_head(run) -> dict[str, Any]:
         "compressor": cfg.compressor.name,
         "quantizer": cfg.quantizer.name,
         "method": cfg.method.name,
-        "operator": method.operator.display_name,
-        "label": method.operator.label,  # the reports' names and colours come from here
-        "family": method.operator.family,
-        "colour": method.operator.colour,
-        "compressor_label": method.operator.compressor_label,
+        "operator": method.operator.display.display_name,
+        "label": method.operator.display.label,  # the reports' names and colours come from here
+        "family": method.operator.display.family,
+        "colour": method.operator.display.colour,
+        "compressor_label": method.operator.display.compressor_label,
         "n_workers": problem.n_workers,
         "d": problem.d,
         "k": run.k,

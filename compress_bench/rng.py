@@ -12,6 +12,12 @@ unrelated streams):
 * the neural problems' data order, augmentation and split: ``(seed, STREAM_DATA_ORDER)``,
   ``(seed, STREAM_AUGMENT)``, ``(seed, STREAM_SPLIT)``; the model's initial weights
   ``(seed, STREAM_MODEL_INIT)``
+* worker ``i``'s draws for tensor ``l`` of a layout in round ``t`` (the low-rank operators'
+  Gaussian test matrices and fresh PowerSGD ``Q``): ``(seed, STREAM_WORKER_TENSOR, i, t, l)``,
+  a fresh generator per round, so tensors of one shape compressed as one batch draw what one
+  call per tensor draws, whatever the order; the stream all workers share for tensor ``l``
+  (PowerSGD's collective ``Q``): ``(seed, STREAM_ALL_WORKERS, l)`` (``(seed,
+  STREAM_ALL_WORKERS, l, t)`` when drawn afresh in round ``t``)
 * worker ``i``'s stream of raw random bits:  ``(seed, STREAM_WORKER_BITS, i)``, a NumPy PCG64;
   on the CPU, :meth:`WorkerRNG.uniform` and :meth:`WorkerRNG.random_bits` draw from it (on other
   devices they draw from the private torch stream)
@@ -43,6 +49,7 @@ STREAM_DATA_ORDER = 5
 STREAM_AUGMENT = 6
 STREAM_SPLIT = 7
 STREAM_MODEL_INIT = 8
+STREAM_WORKER_TENSOR = 9
 
 
 def seed_from(*words: int) -> int:
@@ -160,6 +167,20 @@ class Streams:
                 for g in self.shared_round_generators(round_index, tensor)
             ]
         )
+
+    def tensor_generators(self, round_index: int, tensor: int) -> list[torch.Generator]:
+        """Fresh generators, one per worker i, for tensor ``tensor`` in this round:
+        ``(seed, STREAM_WORKER_TENSOR, i, round_index, tensor)``. Private to the worker (no
+        other party rebuilds them) and positionless, so a checkpoint needs nothing for them."""
+        return [
+            generator(self.seed, STREAM_WORKER_TENSOR, i, round_index, tensor, device=self.device)
+            for i in self.workers
+        ]
+
+    def all_workers_generator(self, tensor: int, *round_index: int) -> torch.Generator:
+        """The generator every worker builds alike for tensor ``tensor`` (and, when given,
+        round ``round_index``): ``(seed, STREAM_ALL_WORKERS, tensor[, round])``."""
+        return generator(self.seed, STREAM_ALL_WORKERS, tensor, *round_index, device=self.device)
 
     def get_state(self) -> dict[str, Any]:
         """Every worker's stream positions as tensors and plain data (so that

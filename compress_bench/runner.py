@@ -97,16 +97,25 @@ def resolve_lr(lr: Any, lr_mult: float, method_cls, operator, problem) -> float:
 
 def build_operator(plain: DictConfig, problem) -> Any:
     """The run's operator: chain(C, Q) over x (granularity=global), or one chain per tensor
-    of the problem's layout with k_l = ceil(ratio numel_l) (granularity=layer, spec 0.8)."""
+    of the problem's layout, built from the tensor's (name, shape): a sparsifier with
+    k_l = ceil(ratio numel_l), a low-rank operator with the tensor's matrix shape
+    (granularity=layer, spec 0.8). A global low-rank operator sees x as the problem's one
+    tensor (logistic regression's ``problem.matrix_shape``, spec 18's 8 x 14 reshape)."""
 
-    def build(ratio: float):
+    def op_for(name: str, shape: tuple[int, ...]):
         return chain(
-            build_compressor(plain.compressor, ratio=ratio), build_quantizer(plain.quantizer)
+            build_compressor(plain.compressor, ratio=plain.ratio, shape=shape),
+            build_quantizer(plain.quantizer),
         )
 
     if plain.get("granularity", "global") == "layer":
-        return layerwise(build, problem.layout, plain.ratio)
-    return build(plain.ratio)
+        return layerwise(op_for, problem.layout)
+    layout = problem.layout
+    shape = layout.shapes[0] if len(layout) == 1 else (problem.d,)
+    return chain(
+        build_compressor(plain.compressor, ratio=plain.ratio, global_shape=shape),
+        build_quantizer(plain.quantizer),
+    )
 
 
 @dataclass
@@ -150,7 +159,7 @@ def build_run(cfg: DictConfig) -> Run:
         plain.problem, plain.n_workers, plain.seed, device, dtype, plain.data_dir
     )
     operator = build_operator(plain, problem)
-    if plain.bits_convention == "thesis" and not operator.thesis_bits_defined():
+    if plain.bits_convention == "thesis" and not operator.constants(problem.d).thesis_bits:
         raise ConfigError(
             "bits_convention=thesis counts powers of two: it needs a quantizer whose values "
             "are powers of two (quantizer=power_of_two or natural)"

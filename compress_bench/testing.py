@@ -11,7 +11,9 @@ Which checks apply is decided by the operator's declared :class:`~compress_bench
 chain.Tags`, never by its name:
 
   shapes and dtypes      always: (n, d) values in the input's dtype, (n,) int64 bits
-  bits from the format   chains: Message.bits equals the bits counted from the wire format
+  bits from the format   always: Message.bits equals the bits counted from the wire format
+  payload round trip     always: each worker's payload (indices, scalar, symbols, factors) is
+                         its bits long and decodes to the simulator's values
   zero to zero           tags.zero_to_zero: a zero input gives a zero message
   seeded determinism     always: the same streams give the same output, bit for bit
   deterministic tag      tags.deterministic: different streams give the same output
@@ -27,11 +29,14 @@ from __future__ import annotations
 
 import inspect
 import io
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from compress_bench.comm import SimulatedCommunicator
 from compress_bench.compressors.base import RoundContext
 from compress_bench.layout import Layout
 from compress_bench.problems.quadratic import SeparableQuadratic
@@ -41,6 +46,21 @@ from compress_bench.rng import Streams
 N_WORKERS, DIM, ROUNDS = 4, 30, 3
 #: the three-tensor layout layerwise operators are checked on (7 + 15 + 8 = 30 = DIM)
 THREE_TENSORS = Layout(("weight", "bias", "scale"), ((7,), (3, 5), (2, 2, 2)))
+#: a layout with repeated shapes (12 + 3 + 12 + 3 = 30): stackable operators compress the
+#: tensors of one shape as one batch, which must not change a number
+REPEATED_SHAPES = Layout(("w1", "b1", "w2", "b2"), ((3, 4), (3,), (3, 4), (3,)))
+#: the matrix the low-rank operators see x as when checked on the whole vector (5 x 6 = DIM)
+MATRIX = (5, 6)
+#: option sets of the low-rank operators checked besides their defaults
+LOW_RANK_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "power_sgd": [
+        {"form": "per_worker"},
+        {"form": "per_worker", "warm_start": False},
+        {"orthogonalization": "qr", "rank": 3},
+        {"start_round": 1, "min_compression_rate": 1.0},
+    ],
+    "rsvd": [{"rank": 1, "power_iterations": 0}],
+}
 
 
 def quadratic(G: torch.Tensor) -> SeparableQuadratic:
@@ -66,13 +86,37 @@ def run_operator(
     n, d = G.shape
     state = op.init_state(n, d, G.device, G.dtype) if state is None else state
     problem = quadratic(G)
+    # each worker's loss from its id only (separability), decreasing over the rounds so that
+    # the loss-comparison rules (eSGD) see both branches
+    losses = torch.tensor([1.0 + 0.25 * i for i in streams.workers], dtype=G.dtype)
+    args = (SimulatedCommunicator(),) if op.tags.collective else ()
     messages, states = [], []
     for t in range(start, rounds):
-        ctx = RoundContext(round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
-        message, state = op.compress(G, state, streams, ctx)
+        ctx = RoundContext(
+            round_index=t,
+            x=torch.zeros(d, dtype=G.dtype),
+            lr=0.3,
+            problem=problem,
+            losses=losses / (1 + t),
+        )
+        message, state = op.compress(G, state, streams, ctx, *args)
         messages.append(message)
         states.append(state)
     return messages, states
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched inside a ``with`` block, by name (``ops``): what a round
+    costs in kernel launches, and its host syncs (``ops["_local_scalar_dense"]``: a tensor
+    read back by ``bool()``, ``int()``, ``float()`` or ``.item()``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func.overloadpacket.__name__)] += 1
+        return func(*args, **(kwargs or {}))
 
 
 # --- state helpers ----------------------------------------------------------------------------
@@ -136,6 +180,31 @@ def check_bits_from_format(op, G: torch.Tensor) -> None:
     parts = message.parts or (message,)
     counted = sum(p.format.bits(p.value_count) for p in parts)
     assert torch.equal(counted, message.bits), f"bits {message.bits} vs format {counted}"
+
+
+def check_payload_round_trip(op, G: torch.Tensor) -> None:
+    """Every worker's payload (``Message.payload``) has the reported bits (up to the padding
+    of its last byte) and decodes, from the static formats, the counts and the shared
+    supports alone, to the simulator's values (float32 fields within float32 rounding; the
+    low-rank factors within the rounding of a float32 product)."""
+    from compress_bench.compressors.wire import decode_payload
+
+    (message,), _ = run_operator(op, G, Streams(0, G.shape[0]), rounds=1)
+    parts = message.parts or (message,)
+    formats = [p.format for p in parts]
+    for worker in range(G.shape[0]):
+        buffer = message.payload(worker)
+        bits = int(message.bits[worker])
+        assert 8 * buffer.numel() - 7 <= bits <= 8 * buffer.numel(), (buffer.numel(), bits)
+        counts = [int(p.value_count[worker]) for p in parts]
+        supports = [
+            p.sent()[worker] if f.support == "shared" else None
+            for p, f in zip(parts, formats, strict=True)
+        ]
+        decoded = decode_payload(buffer, formats, counts, supports)
+        want = message.values[worker].double()
+        scale = 1.0 + float(want.abs().max()) if want.numel() else 1.0
+        torch.testing.assert_close(decoded, want, rtol=1e-5, atol=1e-6 * scale)
 
 
 def check_zero_to_zero(op, G: torch.Tensor) -> None:
@@ -220,8 +289,8 @@ def operator_checks(op) -> list[Callable]:
         check_state_round_trip,
         check_state_stability,
     ]
-    if hasattr(op, "wire_format") or hasattr(op, "parts"):
-        checks.append(check_bits_from_format)
+    checks.append(check_bits_from_format)
+    checks.append(check_payload_round_trip)
     if tags.zero_to_zero:
         checks.append(check_zero_to_zero)
     if tags.deterministic:
@@ -251,12 +320,13 @@ def check_method_class(cls) -> None:
     assert cls.__doc__ or inspect.getmodule(cls).__doc__, f"{cls.__name__} has no docstring"
 
 
-def run_method(method, streams: Streams, rounds: int = ROUNDS, x=None, state=None):
-    """``rounds`` rounds of a method from x^0; returns the proposals."""
+def run_method(method, streams: Streams, rounds: int = ROUNDS, x=None, state=None, start=0):
+    """``rounds`` rounds of a method from x^0 (or from ``x`` and ``state`` at round
+    ``start``, as a resumed run continues); returns the proposals."""
     x = method.problem.initial_point() if x is None else x
     state = method.init_state(x) if state is None else state
     proposals = []
-    for k in range(rounds):
+    for k in range(start, start + rounds):
         proposal = method.step(x, method.evaluate(x), state, streams, k)
         x, state = proposal.x, proposal.state
         proposals.append(proposal)
@@ -271,7 +341,9 @@ def check_method_state_round_trip(method, seed: int = 0) -> None:
     saved = save_and_load({"x": first.x, "state": first.state, "streams": streams.get_state()})
     resumed = Streams(seed, n)
     resumed.set_state(saved["streams"])
-    rest = run_method(method, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"])
+    rest = run_method(
+        method, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"], start=1
+    )
     for k, (a, b) in enumerate(zip(straight[1:], rest, strict=True), start=1):
         assert torch.equal(a.x, b.x), f"x after round {k} differs after a resume"
 
@@ -338,8 +410,9 @@ def operator_cases(ratio: float = 0.3) -> list[tuple[str, Callable[[], Any]]]:
     from compress_bench.compressors.chain import chain, error_feedback
     from compress_bench.compressors.layerwise import layerwise
 
-    def make(c: str, q: str, r: float = ratio):
-        return chain(build_compressor({"name": c}, ratio=r), build_quantizer({"name": q}))
+    def make(c: str, q: str, shape: tuple[int, ...] | None = None):
+        compressor = build_compressor({"name": c}, ratio=ratio, shape=shape)
+        return chain(compressor, build_quantizer({"name": q}))
 
     pairs = [(c, q) for c in sorted(COMPRESSORS) for q in ("none", "power_of_two")]
     pairs += [(c, q) for q in sorted(QUANTIZERS) for c in ("identity", "top_k")]
@@ -352,7 +425,35 @@ def operator_cases(ratio: float = 0.3) -> list[tuple[str, Callable[[], Any]]]:
         cases.append(
             (
                 f"layerwise({c})",
-                lambda c=c: layerwise(lambda r: make(c, "none", r), THREE_TENSORS, ratio),
+                lambda c=c: layerwise(lambda name, shape: make(c, "none", shape), THREE_TENSORS),
             )
         )
+        if COMPRESSORS[c].stackable:
+            cases.append(
+                (
+                    f"layerwise_repeated({c})",
+                    lambda c=c: layerwise(
+                        lambda name, shape: make(c, "none", shape), REPEATED_SHAPES
+                    ),
+                )
+            )
+    for c in sorted(COMPRESSORS):
+        if COMPRESSORS[c].support != "factors":
+            continue
+        for options in [{}, *LOW_RANK_VARIANTS.get(c, [])]:
+            cfg = {"name": c, **options}
+            tag = ",".join(f"{k}={v}" for k, v in options.items())
+
+            def matrix(cfg=cfg):
+                return chain(build_compressor(cfg, ratio=ratio, global_shape=MATRIX))
+
+            def repeated(cfg=cfg):
+                return layerwise(
+                    lambda name, shape: chain(build_compressor(cfg, ratio=ratio, shape=shape)),
+                    REPEATED_SHAPES,
+                )
+
+            cases.append((f"matrix({c}[{tag}])", matrix))
+            cases.append((f"ef(matrix({c}[{tag}]))", lambda m=matrix: error_feedback(m())))
+            cases.append((f"layerwise_repeated({c}[{tag}])", repeated))
     return cases

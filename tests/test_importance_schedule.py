@@ -91,8 +91,9 @@ def test_random_init_draws_from_the_workers_streams():
         solver.initial_log_weights(G)
 
 
-def _md(importance, ratio=0.5):
-    return build_compressor({"name": "md_weighted_greedy", "importance": importance}, ratio=ratio)
+def _md(importance, ratio=0.5, shape=None):
+    cfg = {"name": "md_weighted_greedy", "importance": importance}
+    return build_compressor(cfg, ratio=ratio, shape=shape)
 
 
 def test_every_runs_the_solver_on_its_rounds_and_keeps_w_between():
@@ -121,7 +122,7 @@ def test_every_is_kept_from_the_first_round_on_resume():
 
 def _layerwise(scope, steps=3, variant="spec"):
     importance = {"steps": steps, "scope": scope, "variant": variant, "entropy": 0.05}
-    return layerwise(lambda r: chain(_md(importance, r)), LAYOUT, 0.5)
+    return layerwise(lambda _, s: chain(_md(importance, 0.5, s)), LAYOUT)
 
 
 @pytest.mark.parametrize("variant", ["spec", "thesis_code", "thesis_resnet"])
@@ -151,7 +152,7 @@ def test_joint_warm_starts_from_the_tensors_states_and_follows_every():
     problem, x, G = quadratic()
     counting = Counting(problem)
     importance = {"steps": 2, "scope": "joint", "every": 2}
-    op = layerwise(lambda r: chain(_md(importance, r)), LAYOUT, 0.5)
+    op = layerwise(lambda _, s: chain(_md(importance, 0.5, s)), LAYOUT)
     state = op.init_state(N, D, G.device, G.dtype)
     calls = []
     for k in range(4):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from compress_bench import testing
+from compress_bench.comm import SimulatedCommunicator
 from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.chain import chain
 from compress_bench.compressors.layerwise import layerwise, tensor_ratio
@@ -96,7 +97,7 @@ def test_layerwise_k_per_tensor_and_bits():
     """k_l = ceil(ratio numel_l) (spec 0.8), bits summed over tensors with each tensor's own
     index width; the state is one entry per tensor."""
     layout = Layout.blocks([64, 32, 16], 112)
-    op = layerwise(lambda r: chain(build_compressor({"name": "top_k"}, ratio=r)), layout, 0.2)
+    op = layerwise(lambda _, s: chain(build_compressor({"name": "top_k"}, 0.2, shape=s)), layout)
     G = testing.inputs(3, 112)
     message, state = op.compress(G, op.init_state(3, 112, G.device, G.dtype), None, None)
     assert len(state) == 3
@@ -116,16 +117,17 @@ def test_layerwise_message_assembles_on_demand_and_averages_per_tensor():
     the (n, d) values; it equals the mean of the assembled values bit for bit, and values and
     mask equal the tensors' side by side."""
     layout = Layout.blocks([64, 32, 16], 112)
-    op = layerwise(lambda r: chain(build_compressor({"name": "top_k"}, ratio=r)), layout, 0.3)
+    op = layerwise(lambda _, s: chain(build_compressor({"name": "top_k"}, 0.3, shape=s)), layout)
     G = testing.inputs(4, 112)
     message, _ = op.compress(G, op.init_state(4, 112, G.device, G.dtype), None, None)
-    mean = message.worker_mean()
+    comm = SimulatedCommunicator()
+    mean = comm.mean(message)
     assert "values" not in vars(message)  # nothing assembled for the mean
     assert torch.equal(mean, message.values.mean(dim=0))
     parts = message.parts
     assert torch.equal(message.values, torch.cat([p.values for p in parts], dim=1))
     assert torch.equal(message.kept, torch.cat([p.sent() for p in parts], dim=1))
-    assert torch.equal(message.worker_mean(), mean)  # from the assembled values now
+    assert torch.equal(comm.mean(message), mean)  # from the assembled values now
     assert torch.equal(message.bits, sum(p.bits for p in parts))
 
 
@@ -138,8 +140,8 @@ def test_layerwise_shared_seed_tensors_draw_their_own_supports():
     from compress_bench.rng import Streams
 
     layout = Layout.blocks([40, 40, 40], 120)
-    build = lambda r: chain(build_compressor({"name": "rand_k", "shared_seed": True}, ratio=r))  # noqa: E731
-    op = layerwise(build, layout, 0.25)
+    cfg = {"name": "rand_k", "shared_seed": True}
+    op = layerwise(lambda _, s: chain(build_compressor(cfg, 0.25, shape=s)), layout)
     G = testing.inputs(2, 120)
     message, _ = op.compress(
         G, op.init_state(2, 120, G.device, G.dtype), Streams(7, 2), RoundContext(3)
@@ -155,15 +157,17 @@ def test_layerwise_of_one_tensor_is_the_global_operator_up_to_the_ceiling():
     """With one tensor and ratio * d an integer, layerwise equals the global operator."""
     G = testing.inputs(3, 30)
 
-    def build(r):
+    def build(shape=None):
         return chain(
-            build_compressor({"name": "top_k"}, ratio=r), build_quantizer({"name": "natural"})
-        )  # noqa: E731
+            build_compressor({"name": "top_k"}, 0.2, shape=shape),
+            build_quantizer({"name": "natural"}),
+        )
 
     from compress_bench.rng import Streams
 
-    a, _ = layerwise(build, Layout.flat(30), 0.2).compress(G, ((None,),), Streams(0, 3), None)
-    b, _ = build(0.2).compress(G, (None,), Streams(0, 3), None)
+    op = layerwise(lambda _, s: build(s), Layout.flat(30))
+    a, _ = op.compress(G, ((None,),), Streams(0, 3), None)
+    b, _ = build().compress(G, (None,), Streams(0, 3), None)
     assert torch.equal(a.values, b.values) and torch.equal(a.bits, b.bits)
 
 

@@ -68,3 +68,22 @@ def test_state_round_trip_restores_both_kinds_of_stream():
 def test_random_bits_rejects_widths_it_cannot_hold(bits):
     with pytest.raises(ValueError, match="bits must be in"):
         WorkerRNG(0, 1).random_bits(4, bits)
+
+
+def test_tensor_generators_are_per_worker_round_and_tensor():
+    """Worker i's generator for (round, tensor) is the same whichever workers are built,
+    differs between tensors and rounds, and needs no saved position (fresh each call)."""
+    import torch
+
+    from compress_bench.rng import Streams
+
+    def draw(streams, round_index, tensor):
+        return torch.stack(
+            [torch.randn(3, generator=g) for g in streams.tensor_generators(round_index, tensor)]
+        )
+
+    full = draw(Streams(5, 3), 2, 4)
+    assert torch.equal(draw(Streams(5, [1]), 2, 4)[0], full[1])
+    assert torch.equal(draw(Streams(5, 3), 2, 4), full)
+    assert not torch.equal(draw(Streams(5, 3), 2, 5), full)
+    assert not torch.equal(draw(Streams(5, 3), 3, 4), full)

@@ -6,6 +6,8 @@ Importing this package registers every built-in operator, so ``build_compressor`
 
 from compress_bench.compressors import (  # noqa: F401  (registration)
     biased,
+    esgd,
+    lowrank,
     md,
     quantizers,
     sparsifiers,

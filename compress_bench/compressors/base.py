@@ -46,6 +46,19 @@ def k_from_ratio(ratio: float, d: int) -> int:
     return max(1, math.floor(round(ratio * d, 9)))
 
 
+def tensor_k(ratio: float, numel: int) -> int:
+    """k_l = ceil(ratio * numel), at least 1 (spec 0.8); the product is rounded to 9 decimals
+    first, as spec 0.3's floor is, so 0.29 * 100 gives 29."""
+    return max(1, math.ceil(round(ratio * numel, 9)))
+
+
+def k_of(op: Any, d: int) -> int:
+    """min(k, d) of a sparsifier: its per-tensor integer k when it was built for a tensor,
+    else floor(ratio d) (spec 0.3)."""
+    k = op.k if op.k is not None else k_from_ratio(op.ratio, d)
+    return min(k, d)
+
+
 SCALES = ("none", "dk")
 
 
@@ -80,7 +93,10 @@ class RoundContext:
     importance a joint solve over all tensors already found for this operator's tensor
     (``importance.scope=joint``); the operator then uses it instead of solving. ``tensor`` is
     the operator's tensor in a layerwise layout (0 for the whole vector): shared-seed
-    operators draw from that tensor's own shared stream.
+    operators draw from that tensor's own shared stream. ``group`` lists the tensors of a
+    stacked call (tensors of one shape compressed as one batch of n T rows, row ``i T + t``
+    worker i's tensor ``group[t]``; empty: one tensor, ``tensor``). ``losses`` is
+    each worker's loss at x, shape (n,) (eSGD's loss-comparison rule), when the method has it.
     """
 
     round_index: int = 0
@@ -89,6 +105,13 @@ class RoundContext:
     problem: Any = None
     log_weights: torch.Tensor | None = None
     tensor: int = 0
+    group: tuple[int, ...] = ()
+    losses: torch.Tensor | None = None
+
+    @property
+    def tensors(self) -> tuple[int, ...]:
+        """The tensors of this call, in row-block order."""
+        return self.group or (self.tensor,)
 
 
 @dataclass(frozen=True)
@@ -104,6 +127,8 @@ class Message:
     scalar:      (n,) float side information (a norm, a scale), if the format has one.
     parts:       the per-tensor messages a layerwise operator concatenated (each with its
                  own format), or None.
+    factors:     a low-rank message's (left (n, m, r), right (n, c, r)) with
+                 values = left @ right^T row-major (what travels), or None.
     format:      the static :class:`~compress_bench.compressors.wire.WireFormat` both ends
                  agree on, set by the operator chain that produced the message (None for
                  a part's raw output).
@@ -123,15 +148,34 @@ class Message:
     scalar: torch.Tensor | None = None
     format: Any = None
     parts: tuple[Message, ...] | None = None  # per-tensor messages of a layerwise operator
+    factors: tuple[torch.Tensor, torch.Tensor] | None = None  # low-rank: (left, right)
 
     @property
     def bits(self) -> torch.Tensor:
         """(n,) int64 exact uplink bits per worker."""
         return self.value_count * self.value_bits + self.side_bits
 
-    def worker_mean(self) -> torch.Tensor:
-        """(1/n) sum_i values_i, shape (d,): what an averaging all-reduce delivers."""
-        return self.values.mean(dim=0)
+    @property
+    def d(self) -> int:
+        """The dimension of the decoded vectors."""
+        return self.values.shape[1]
+
+    def blocks(self) -> list[tuple[Any, torch.Tensor]] | None:
+        """The message as (columns, values) blocks when it is made of separately computed
+        pieces that were not assembled (a layerwise message), else None: a slice and (n,
+        width) values for one tensor; for T tensors of one shape compressed as one batch, a
+        ``layerwise.Windows`` (``put(out, values)`` writes them) and (n, T, m) values. A
+        communicator may aggregate block by block instead of assembling ``values``."""
+        return None
+
+    def payload(self, worker: int) -> torch.Tensor:
+        """What worker ``worker`` really sends, built on demand: its parts' indices, scalar,
+        symbols or factors in their formats, one flat uint8 buffer across a layout's tensors
+        (:func:`compress_bench.compressors.wire.payload`; its length is ``bits[worker]``
+        rounded up to a byte). The simulator's fast path never calls it."""
+        from compress_bench.compressors.wire import payload
+
+        return payload(self, worker)
 
     def sent(self) -> torch.Tensor:
         """(n, d) bool mask of the coordinates on the wire (all True for a dense message)."""
@@ -197,8 +241,34 @@ class Compressor(ABC):
     #: how the receiver learns the support: "dense" (all of it), "indices" (sent,
     #: ceil(log2 d) bits each) or "shared" (rebuilt from a shared seed); see wire_support
     support: ClassVar[str] = "indices"
+    #: True for the operators that call the communicator mid-round (PowerSGD collective)
+    collective: ClassVar[bool] = False
+    #: True when n T stacked rows may be compressed in one call (see Tags.stackable)
+    stackable: ClassVar[bool] = False
     #: display name in figures and tables ("" means the registry name)
     label: ClassVar[str] = ""
+    #: the integer k of a compressor built for one tensor (:meth:`for_tensor`); None: k
+    #: follows from the ratio and d at compress time (spec 0.3)
+    k: int | None = None
+
+    @classmethod
+    def for_tensor(cls, shape: tuple[int, ...], ratio: float, **params: Any) -> Compressor:
+        """This compressor for one tensor of ``shape`` (spec 0.8): built with the ratio that
+        keeps ``k_l = ceil(ratio numel_l)`` (so the d/k-scaled and weighted forms keep
+        today's arithmetic) and with that integer k, computed once here. The low-rank
+        operators override it to take the tensor's matrix shape instead."""
+        numel = math.prod(shape)
+        k = tensor_k(ratio, numel)
+        op = cls(ratio=min(k, numel) / numel, **params)
+        op.k = k
+        return op
+
+    @classmethod
+    def for_vector(cls, shape: tuple[int, ...], ratio: float, **params: Any) -> Compressor:
+        """This compressor for the whole vector x, which the problem views as one tensor of
+        ``shape`` (k = floor(ratio d), spec 0.3; the low-rank operators take the shape)."""
+        return cls(ratio=ratio, **params)
+
     #: the colour of this operator in every figure; None: hashed from its name
     colour: ClassVar[str | None] = None
 

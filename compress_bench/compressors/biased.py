@@ -21,7 +21,7 @@ from compress_bench.compressors.base import (
     check_batch,
     check_ratio,
     index_bits,
-    k_from_ratio,
+    k_of,
 )
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.sparsifiers import RandK, sparse_message
@@ -114,7 +114,7 @@ class BiasedRandK(Compressor):
         self._uniform = RandK(ratio=ratio, shared_seed=shared_seed, scale="none")
 
     def _k(self, d: int) -> int:
-        return min(k_from_ratio(self.ratio, d), d)
+        return k_of(self, d)
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext

@@ -22,33 +22,17 @@ remembers is the whole operator's, quantizer included.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 import torch
 
 from compress_bench.compressors.base import Compressor, Message, Quantizer, RoundContext
+from compress_bench.compressors.operator import Constants, Display, Tags
 from compress_bench.rng import Streams
 
-
-@dataclass(frozen=True)
-class Tags:
-    """Declared capabilities of an operator (scikit-learn's estimator tags, for the idea).
-
-    unbiased         E op(x) = x
-    deterministic    no randomness
-    zero_to_zero     op(0) = 0 (one-bit sign sends +1 for a zero input)
-    sign_only        the decoded values are signs (+-1): majority vote applies
-    needs_objective  the operator queries the problem (the importance-based md_* family)
-    collective       workers' outputs depend on each other (none built in yet)
-    """
-
-    unbiased: bool
-    deterministic: bool
-    zero_to_zero: bool = True
-    sign_only: bool = False
-    needs_objective: bool = False
-    collective: bool = False
+__all__ = ["Chain", "Constants", "Display", "ErrorFeedback", "Tags", "chain", "error_feedback"]
 
 
 class Chain:
@@ -66,6 +50,11 @@ class Chain:
         self._scaled_delta: float | None = None
         # the identity quantizer changes nothing: dropping it keeps repr and constants simple
         self.quantizers = tuple(q for q in quantizers if not q.passthrough)
+        if self.quantizers and compressor.wire_support() == "factors":
+            raise ValueError(
+                f"{compressor.name} sends low-rank factors: a quantizer would round the "
+                "reconstruction, not what travels; use quantizer=none"
+            )
         parts = (compressor, *self.quantizers)
         self.tags = Tags(
             unbiased=all(p.unbiased for p in parts),
@@ -73,6 +62,10 @@ class Chain:
             zero_to_zero=all(p.zero_to_zero for p in parts),
             sign_only=bool(self.quantizers) and self.quantizers[-1].sign_only,
             needs_objective=compressor.needs_objective,
+            collective=compressor.collective,
+            # rows may be stacked when every part is row-wise: the compressor says so, and
+            # the quantizers draw nothing from the workers' sequential streams
+            stackable=compressor.stackable and all(q.deterministic for q in self.quantizers),
         )
         self._formats: dict[tuple[int, bool], Any] = {}
 
@@ -138,13 +131,17 @@ class Chain:
         return state[0]
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None
     ) -> tuple[Message, Any]:
-        message, cstate = self.compressor.compress(G, state[0], rng, ctx)
+        if self.compressor.collective:
+            message, cstate = self.compressor.compress(G, state[0], rng, ctx, comm=comm)
+        else:
+            message, cstate = self.compressor.compress(G, state[0], rng, ctx)
         for quantizer in self.quantizers:
             message = quantizer.quantize(message, rng)
         values = message.values * self.scale if self.scale != 1.0 else message.values
-        fmt = self.wire_format(G.shape[1], dense=message.kept is None)
+        dense = message.kept is None and message.factors is None
+        fmt = self.wire_format(G.shape[1], dense=dense)
         return replace(message, values=values, format=fmt), (cstate,)
 
     def omega(self, d: int) -> float | None:
@@ -205,6 +202,27 @@ class Chain:
     def display_name(self) -> str:
         return self.name if self.scale == 1.0 else f"{self.scale:.4g} * ({self.name})"
 
+    def constants(self, d: int) -> Constants:
+        """The chain's constants for dimension d (see the module docstring)."""
+        return Constants(
+            omega=self.omega(d),
+            delta=self.contraction(d),
+            lr_factor=self.lr_factor(d),
+            class_constant=self.has_class_constant(d),
+            thesis_bits=self.thesis_bits_defined(),
+        )
+
+    @cached_property
+    def display(self) -> Display:
+        return Display(
+            name=self.name,
+            display_name=self.display_name,
+            label=self.label,
+            family=self.family,
+            colour=self.colour,
+            compressor_label=self.compressor_label,
+        )
+
     def thesis_bits_defined(self) -> bool:
         """Whether the thesis bit convention applies: every value a power of two."""
         return bool(self.quantizers) and self.quantizers[-1].wire_values == "power_of_two"
@@ -225,81 +243,51 @@ class ErrorFeedback:
     v_i = e_i + g_i,   c_i = op(v_i),   e_i <- v_i - c_i      (e_i^0 = 0)
 
     State: ``(e, inner_state)`` with e of shape (n, d). Bits: the inner operator's. Not
-    unbiased (the memory carries the past), deterministic iff the inner operator is.
+    unbiased (the memory carries the past), deterministic iff the inner operator is; its
+    delta (and step factor) is the inner operator's, which is what EF14's step uses.
     Reference: Seide et al. (2014); Stich, Cordonnier, Jaggi (2018); Karimireddy et al. (2019).
     """
 
-    def __init__(self, inner: Chain):
+    def __init__(self, inner):
         self.inner = inner
-        self.tags = Tags(
+        self.tags = replace(
+            inner.tags,
             unbiased=False,
-            deterministic=inner.tags.deterministic,
             zero_to_zero=False,  # a non-zero memory is sent even for a zero input
-            sign_only=inner.tags.sign_only,
-            needs_objective=inner.tags.needs_objective,
-            collective=inner.tags.collective,
         )
 
-    @property
-    def name(self) -> str:
-        return f"ef({self.inner.name})"
+    @cached_property
+    def display(self) -> Display:
+        inner = self.inner.display
+        return replace(
+            inner,
+            name=f"ef({inner.name})",
+            display_name=f"ef({inner.display_name})",
+            label=f"EF({inner.label})",
+        )
 
-    @property
-    def display_name(self) -> str:
-        return f"ef({self.inner.display_name})"
+    def constants(self, d: int) -> Constants:
+        return replace(self.inner.constants(d), omega=None)
 
-    @property
-    def label(self) -> str:
-        return f"EF({self.inner.label})"
-
-    @property
-    def family(self) -> str:
-        return self.inner.family
-
-    @property
-    def compressor_label(self) -> str:
-        return self.inner.compressor_label
-
-    @property
-    def colour(self) -> str | None:
-        return self.inner.colour
-
-    def wire_format(self, d: int, dense: bool = False):
-        return self.inner.wire_format(d, dense)
-
-    def thesis_bits_defined(self) -> bool:
-        return self.inner.thesis_bits_defined()
-
-    unbiased = False
+    def contractive(self, d: int) -> ErrorFeedback:
+        return self
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
         error = torch.zeros(n_workers, d, device=device, dtype=dtype)
         return (error, self.inner.init_state(n_workers, d, device, dtype))
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None
     ) -> tuple[Message, Any]:
         error, inner_state = state
         v = error + G
-        message, inner_state = self.inner.compress(v, inner_state, rng, ctx)
+        message, inner_state = self.inner.compress(v, inner_state, rng, ctx, comm)
         return message, (v - message.values, inner_state)
-
-    def omega(self, d: int) -> None:
-        return None
-
-    def contraction(self, d: int) -> float | None:
-        return self.inner.contraction(d)
-
-    def has_class_constant(self, d: int) -> bool:
-        return self.inner.has_class_constant(d)
-
-    def lr_factor(self, d: int) -> float:
-        return self.inner.lr_factor(d)
 
     def __repr__(self) -> str:
         return f"error_feedback({self.inner!r})"
 
 
-def error_feedback(op: Chain) -> ErrorFeedback:
+def error_feedback(op) -> ErrorFeedback:
     """``op`` with an EF14 error memory per worker (see :class:`ErrorFeedback`)."""
     return ErrorFeedback(op)

@@ -1,11 +1,29 @@
-"""``layerwise(build, layout, ratio)``: an operator applied to each parameter tensor on its own.
+"""``layerwise(op_for, layout)``: an operator per parameter tensor, built from its (name, shape).
 
 Spec 0.8 (the thesis ResNet code): tensor l of ``numel_l`` entries is compressed by its own
-operator with ``k_l = ceil(ratio * numel_l)`` (a ceiling, unlike the global floor of spec
-0.3), worker state is kept per tensor, and bits are summed over tensors. The state is the
-tuple of the tensors' states; the message is the concatenation of the tensors' messages (which
-it keeps in ``Message.parts``, each with its own wire format: a tensor's indices are
-ceil(log2 numel_l) bits).
+operator ``op_for(name_l, shape_l)``: a sparsifier built for it keeps the integer
+``k_l = ceil(ratio * numel_l)`` (a ceiling, unlike the global floor of spec 0.3; computed once,
+:meth:`Compressor.for_tensor`), a low-rank operator takes the tensor's matrix shape. Worker
+state is kept per tensor (the state is the tuple of the tensors' states, the same structure
+whatever the batching below), and bits are summed over tensors.
+
+Equal shapes, one batch: tensors of one shape whose operators are equal and tagged
+``stackable`` are compressed by one call on their n T stacked rows (ResNet18 has 17 shapes
+among its 62 tensors; row ``i T + t`` is worker i's tensor t), gathered by one indexing of
+the (n, d - m + 1, m) window view of x at the tensors' offsets and written back the same way, so
+the number of kernels per round does not grow with the tensors of a shape (PyTorch's
+``batch_tensors_with_same_shape`` and epfml's ``_matrices_per_shape``, for the idea). A stacked
+call gives, row for row, what one call per tensor gives: stackable operators are row-wise, and
+the random ones among them draw per (worker, round, tensor) (see Tags.stackable). Operators
+that draw from a worker's sequential stream (RandK), query the objective or are not equal
+run one call per tensor, in layout order, as before, which keeps their numbers. The gather
+is one copy of the group (a call per tensor reads its columns in place): on the CPU, where
+launches are cheap, stacking costs time (README, Architecture); it is for accelerators.
+
+The message keeps its pieces (:class:`Concatenated`): each tensor's or each stacked group's
+message with the columns it fills; the (n, d) values are assembled on first use only, and
+``parts`` gives the per-tensor messages (each with its own wire format: a tensor's indices are
+ceil(log2 numel_l) bits) on demand, for the wire and the payload.
 
 Constants: compressing the blocks of x independently gives
 E||op(x) - x||^2 = sum_l E||op_l(x_l) - x_l||^2 <= (1 - 1/max_l delta_l) ||x||^2, so delta is
@@ -21,24 +39,20 @@ and step), and each tensor's operator selects with its block of it.
 from __future__ import annotations
 
 import copy
-import math
+import pickle
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 import torch
 
-from compress_bench.compressors.base import Message, RoundContext
-from compress_bench.compressors.chain import Chain, Tags
+from compress_bench.compressors.base import Message, RoundContext, tensor_k
+from compress_bench.compressors.operator import Constants, Display, Tags
 from compress_bench.layout import Layout
 from compress_bench.rng import Streams
 
-
-def tensor_k(ratio: float, numel: int) -> int:
-    """k_l = ceil(ratio * numel), at least 1 (spec 0.8); the product is rounded to 9 decimals
-    first, as spec 0.3's floor is, so 0.29 * 100 gives 29."""
-    return max(1, math.ceil(round(ratio * numel, 9)))
+__all__ = ["BlockView", "Concatenated", "Layerwise", "layerwise", "tensor_k", "tensor_ratio"]
 
 
 def tensor_ratio(ratio: float, numel: int) -> float:
@@ -68,53 +82,122 @@ class BlockView:
         return losses, grads[:, self.columns]
 
 
-class Layerwise:
-    """One operator per tensor of ``layout``, built by ``build(ratio_l)`` (see module doc)."""
+@dataclass(frozen=True)
+class Group:
+    """Tensors compressed by one call: their indices in the layout, and, for a stacked group
+    (T > 1), the offsets of their first columns (:class:`Windows`); one tensor: its slice."""
 
-    def __init__(self, build: Callable[[float], Chain], layout: Layout, ratio: float):
+    tensors: tuple[int, ...]
+    numel: int
+    columns: slice | Windows
+
+    @property
+    def stacked(self) -> bool:
+        return len(self.tensors) > 1
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The columns of T tensors of ``numel`` entries starting at ``offsets`` (tensor-major):
+    ``take`` and ``put`` index the window view ``x.unfold(-1, numel, 1)`` (one indexing op
+    whatever T, and block copies, several times faster on the CPU than an index per
+    column)."""
+
+    offsets: torch.Tensor  # (T,) int64, on the CPU
+    numel: int
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def on(self, device: torch.device) -> torch.Tensor:
+        """The offsets on ``device``, copied there once (not every round)."""
+        if device not in self._on_device:
+            self._on_device[device] = self.offsets.to(device)
+        return self._on_device[device]
+
+    def take(self, X: torch.Tensor) -> torch.Tensor:
+        """(..., T, numel): the tensors' columns of X (..., d), a new tensor."""
+        return X.unfold(-1, self.numel, 1)[..., self.on(X.device), :]
+
+    def put(self, out: torch.Tensor, values: torch.Tensor) -> None:
+        """Write ``values`` (..., T, numel) into the tensors' columns of ``out`` (..., d)."""
+        out.unfold(-1, self.numel, 1)[..., self.on(out.device), :] = values
+
+
+class GroupComm:
+    """The communicator seen by a stacked call of T tensors: row ``i T + t`` holds worker i's
+    tensor t, and a collective averages over the workers only (never across tensors)."""
+
+    def __init__(self, comm: Any, T: int):
+        self.comm, self.T = comm, T
+
+    def all_reduce_mean(self, X: torch.Tensor) -> torch.Tensor:
+        per_worker = X.reshape(-1, self.T, *X.shape[1:])  # (n, T, ...): a view
+        return self.comm.all_reduce_mean(per_worker).reshape(X.shape)
+
+
+class Layerwise:
+    """One operator per tensor of ``layout``, built by ``op_for(name, shape)`` (module doc)."""
+
+    def __init__(self, op_for: Callable[[str, tuple[int, ...]], Any], layout: Layout):
         self.layout = layout
-        self.ratio = float(ratio)
-        self.parts = tuple(build(tensor_ratio(ratio, m)) for m in layout.numels)
+        self.parts = tuple(op_for(n, s) for n, s in zip(layout.names, layout.shapes, strict=True))
         first = self.parts[0].tags
         self.tags = Tags(
             unbiased=all(p.tags.unbiased for p in self.parts),
             deterministic=all(p.tags.deterministic for p in self.parts),
             zero_to_zero=all(p.tags.zero_to_zero for p in self.parts),
             sign_only=first.sign_only,
-            needs_objective=first.needs_objective,
-            collective=first.collective,
+            needs_objective=any(p.tags.needs_objective for p in self.parts),
+            collective=any(p.tags.collective for p in self.parts),
+            stackable=False,  # a layerwise operator already batches what it can
+        )
+        self.groups = self._groups()
+
+    def _groups(self) -> tuple[Group, ...]:
+        """Tensors of one shape with equal stackable operators (compared by their pickled
+        configuration) form a group; every other tensor is a group of its own. Groups are in
+        the order of their first tensor."""
+        keys: dict[Any, list[int]] = {}
+        for index, (shape, part) in enumerate(zip(self.layout.shapes, self.parts, strict=True)):
+            key: Any = index
+            if part.tags.stackable and not part.tags.needs_objective:
+                try:
+                    key = (shape, pickle.dumps(part))
+                except (pickle.PicklingError, TypeError, AttributeError):
+                    key = index
+            keys.setdefault(key, []).append(index)
+        slices = self.layout.slices()
+        groups = []
+        for members in keys.values():
+            numel = self.layout.numels[members[0]]
+            if len(members) == 1:
+                columns: slice | Windows = slices[members[0]]
+            else:
+                offsets = torch.tensor([slices[t].start for t in members], dtype=torch.int64)
+                columns = Windows(offsets, numel)
+            groups.append(Group(tuple(members), numel, columns))
+        return tuple(groups)
+
+    @cached_property
+    def display(self) -> Display:
+        inner = self.parts[0].display
+        return replace(
+            inner,
+            name=f"layerwise({inner.name})",
+            display_name=f"layerwise({inner.display_name})",
+            label=f"{inner.label} per tensor",
         )
 
-    @property
-    def unbiased(self) -> bool:
-        return self.tags.unbiased
-
-    @property
-    def name(self) -> str:
-        return f"layerwise({self.parts[0].name})"
-
-    @property
-    def display_name(self) -> str:
-        return f"layerwise({self.parts[0].display_name})"
-
-    @property
-    def label(self) -> str:
-        return f"{self.parts[0].label} per tensor"
-
-    @property
-    def family(self) -> str:
-        return self.parts[0].family
-
-    @property
-    def colour(self) -> str | None:
-        return self.parts[0].colour
-
-    @property
-    def compressor_label(self) -> str:
-        return self.parts[0].compressor_label
-
-    def thesis_bits_defined(self) -> bool:
-        return self.parts[0].thesis_bits_defined()
+    def constants(self, d: int) -> Constants:
+        per_tensor = [p.constants(m) for p, m in zip(self.parts, self.layout.numels, strict=True)]
+        omegas = [c.omega for c in per_tensor]
+        deltas = [c.delta for c in per_tensor]
+        return Constants(
+            omega=None if any(w is None for w in omegas) else max(omegas),
+            delta=None if any(x is None for x in deltas) else max(deltas),
+            lr_factor=min(c.lr_factor for c in per_tensor),
+            class_constant=all(c.class_constant for c in per_tensor),
+            thesis_bits=per_tensor[0].thesis_bits,
+        )
 
     def init_state(self, n_workers: int, d: int, device: torch.device, dtype: torch.dtype):
         if d != self.layout.d:
@@ -131,7 +214,7 @@ class Layerwise:
         importance-based operators, its block of x and of the objective."""
         if ctx is None:
             return None
-        if not self.tags.needs_objective or ctx.x is None:
+        if not self.parts[tensor].tags.needs_objective or ctx.x is None:
             return replace(ctx, tensor=tensor)
         view = BlockView(ctx.problem, columns, ctx.x)
         return replace(ctx, x=ctx.x[columns], problem=view, tensor=tensor)
@@ -140,8 +223,8 @@ class Layerwise:
         """The importance solver when it moves every tensor's w at once (scope joint)."""
         if not self.tags.needs_objective:
             return None
-        solver = self.parts[0].compressor.solver
-        return solver if solver.scope == "joint" else None
+        solver = getattr(self.parts[0].compressor, "solver", None)
+        return solver if solver is not None and solver.scope == "joint" else None
 
     def _joint_log_weights(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext | None
@@ -160,39 +243,36 @@ class Layerwise:
         return solver.solve(previous, ctx.x, G, ctx.lr, ctx.problem, rng, blocks)
 
     def compress(
-        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None
     ) -> tuple[Message, Any]:
         joint = self._joint_log_weights(G, state, rng, ctx)
-        messages, states = [], []
-        slices = self.layout.slices()
-        for tensor, (part, columns, part_state) in enumerate(
-            zip(self.parts, slices, state, strict=True)
-        ):
-            part_ctx = self._context(ctx, columns, tensor)
-            if joint is not None:
-                part_ctx = replace(part_ctx, log_weights=joint[:, columns])
-            message, new_state = part.compress(G[:, columns], part_state, rng, part_ctx)
-            messages.append(message)
-            states.append(new_state)
-        return merge(messages), tuple(states)
-
-    def _constant(self, name: str) -> float | None:
-        values = [getattr(p, name)(m) for p, m in zip(self.parts, self.layout.numels, strict=True)]
-        return None if any(v is None for v in values) else max(values)
-
-    def omega(self, d: int) -> float | None:
-        return self._constant("omega")
-
-    def contraction(self, d: int) -> float | None:
-        return self._constant("contraction")
-
-    def has_class_constant(self, d: int) -> bool:
-        return all(
-            p.has_class_constant(m) for p, m in zip(self.parts, self.layout.numels, strict=True)
-        )
-
-    def lr_factor(self, d: int) -> float:
-        return min(p.lr_factor(m) for p, m in zip(self.parts, self.layout.numels, strict=True))
+        pieces: list[Piece] = []
+        states: list[Any] = list(state)
+        n = G.shape[0]
+        for group in self.groups:
+            first = group.tensors[0]
+            part = self.parts[first]
+            part_comm = comm if part.tags.collective else None
+            if not group.stacked:
+                part_ctx = self._context(ctx, group.columns, first)
+                if joint is not None:
+                    part_ctx = replace(part_ctx, log_weights=joint[:, group.columns])
+                args = (part_comm,) if part_comm is not None else ()
+                message, states[first] = part.compress(
+                    G[:, group.columns], state[first], rng, part_ctx, *args
+                )
+                pieces.append(Piece(group, message))
+                continue
+            T, m = len(group.tensors), group.numel
+            rows = group.columns.take(G).view(n * T, m)  # row i T + t: worker i's tensor t
+            stacked_state = stack_states([state[t] for t in group.tensors])
+            part_ctx = None if ctx is None else replace(ctx, tensor=first, group=group.tensors)
+            args = (GroupComm(part_comm, T),) if part_comm is not None else ()
+            message, new_state = part.compress(rows, stacked_state, rng, part_ctx, *args)
+            for t, s in zip(group.tensors, unstack_state(new_state, T), strict=True):
+                states[t] = s
+            pieces.append(Piece(group, message))
+        return merge(pieces, n, self.layout), tuple(states)
 
     def contractive(self, d: int) -> Layerwise:
         """Each tensor's operator in its contractive form (Chain.contractive)."""
@@ -201,65 +281,178 @@ class Layerwise:
             return self
         out = copy.copy(self)
         out.parts = tuple(scaled)
+        out.__dict__.pop("display", None)
         return out
 
     def __repr__(self) -> str:
-        return f"layerwise({self.parts[0]!r}, tensors={len(self.layout)}, ratio={self.ratio})"
+        return f"layerwise({self.parts[0]!r}, tensors={len(self.layout)})"
+
+
+def stack_states(states: list[Any]) -> Any:
+    """The tensors' states (n rows each) as one state of n T rows, row ``i T + t`` worker i's
+    row of tensor t; None, numbers and strings must agree and are kept."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        stacked = torch.stack(states, dim=1)  # (n, T, ...)
+        return stacked.reshape(-1, *first.shape[1:])
+    if isinstance(first, tuple | list):
+        return type(first)(stack_states(list(parts)) for parts in zip(*states, strict=True))
+    if isinstance(first, dict):
+        return {key: stack_states([s[key] for s in states]) for key in first}
+    return first
+
+
+def unstack_state(state: Any, T: int) -> list[Any]:
+    """The inverse of :func:`stack_states`: T states of n rows (views)."""
+    if isinstance(state, torch.Tensor):
+        return list(state.reshape(-1, T, *state.shape[1:]).unbind(dim=1))
+    if isinstance(state, tuple | list):
+        columns = [unstack_state(part, T) for part in state]
+        return [type(state)(column[t] for column in columns) for t in range(T)]
+    if isinstance(state, dict):
+        columns = {key: unstack_state(value, T) for key, value in state.items()}
+        return [{key: columns[key][t] for key in state} for t in range(T)]
+    return [state] * T
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One call's message and the group of tensors it holds (T n rows when stacked)."""
+
+    group: Group
+    message: Message
+
+    def values(self, n: int) -> torch.Tensor:
+        """(n, T m) values, tensor-major columns (those of ``group.columns``): a view."""
+        values = self.message.values
+        if not self.group.stacked:
+            return values
+        return values.view(n, len(self.group.tensors) * self.group.numel)
+
+    def per_worker(self, field: torch.Tensor, n: int) -> torch.Tensor:
+        """An (n T,) per-row field summed over the group's tensors: (n,)."""
+        if not self.group.stacked:
+            return field
+        return field.view(n, len(self.group.tensors)).sum(dim=1)
+
+    def tensor_messages(self, n: int) -> list[tuple[int, Message]]:
+        """(tensor, message of n rows) for each tensor of the group."""
+        if not self.group.stacked:
+            return [(self.group.tensors[0], self.message)]
+        msg, out = self.message, []
+        T = len(self.group.tensors)
+        for t, tensor in enumerate(self.group.tensors):
+            rows = slice(t, n * T, T)  # worker i's tensor t is row i T + t
+            out.append(
+                (
+                    tensor,
+                    replace(
+                        msg,
+                        values=msg.values[rows],
+                        value_count=msg.value_count[rows],
+                        side_bits=msg.side_bits[rows],
+                        kept=None if msg.kept is None else msg.kept[rows],
+                        scalar=None if msg.scalar is None else msg.scalar[rows],
+                        factors=None
+                        if msg.factors is None
+                        else tuple(f[rows] for f in msg.factors),
+                    ),
+                )
+            )
+        return out
 
 
 class Concatenated(Message):
     """The tensors' messages side by side (:func:`merge`): counts and bits are summed per
-    worker at once, while the (n, d) ``values`` and ``kept`` are concatenated on first use
-    only. A round of DCGD never needs them: the workers' mean is taken per tensor
-    (:meth:`worker_mean`), which saves copying the whole (n, d) message once more (for
-    ResNet18, 89 MB of values and 22 MB of mask per round at n = 2)."""
+    worker at once, while the (n, d) ``values`` and ``kept`` are assembled on first use only.
+    A round of DCGD never needs them: the communicator averages block by block
+    (:meth:`blocks`), which saves copying the whole (n, d) message once more (for ResNet18,
+    89 MB of values and 22 MB of mask per round at n = 2). ``parts`` (the per-tensor messages,
+    in layout order) is built on demand too."""
 
-    def __init__(self, parts: tuple[Message, ...]):
-        count = sum(m.value_count for m in parts)
-        bits = sum(m.bits for m in parts)
-        value_bits = parts[0].value_bits  # the same operator on every tensor
+    def __init__(self, pieces: tuple[Piece, ...], n: int, layout: Layout):
+        count = sum(p.per_worker(p.message.value_count, n) for p in pieces)
+        bits = sum(p.per_worker(p.message.bits, n) for p in pieces)
+        value_bits = pieces[0].message.value_bits  # the same operator on every tensor
         for key, value in (
             ("value_count", count),
             ("value_bits", value_bits),
             ("side_bits", bits - count * value_bits),
             ("scalar", None),
             ("format", None),
-            ("parts", parts),
         ):
             object.__setattr__(self, key, value)
+        object.__setattr__(self, "pieces", pieces)
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "layout", layout)
+
+    @property
+    def d(self) -> int:
+        return self.layout.d
+
+    @cached_property
+    def parts(self) -> tuple[Message, ...]:  # noqa: D102 - see the class docstring
+        found = dict(t for p in self.pieces for t in p.tensor_messages(self.n))
+        return tuple(found[t] for t in range(len(self.layout)))
+
+    def _assemble(self, field) -> torch.Tensor:
+        blocks = [(p.group, field(p)) for p in self.pieces]
+        if all(not g.stacked for g, _ in blocks) and all(
+            a.columns.stop == b.columns.start
+            for (a, _), (b, _) in zip(blocks, blocks[1:], strict=False)
+        ):
+            return torch.cat([v for _, v in blocks], dim=1)
+        first = blocks[0][1]
+        out = torch.empty(self.n, self.d, dtype=first.dtype, device=first.device)
+        for group, v in blocks:
+            if group.stacked:
+                group.columns.put(out, v.view(self.n, len(group.tensors), group.numel))
+            else:
+                out[:, group.columns] = v
+        return out
 
     @cached_property
     def values(self) -> torch.Tensor:  # noqa: D102 - see the class docstring
-        return torch.cat([m.values for m in self.parts], dim=1)
+        return self._assemble(lambda p: p.values(self.n))
 
     @cached_property
     def kept(self) -> torch.Tensor | None:
-        if all(m.kept is None for m in self.parts):
+        if all(p.message.kept is None for p in self.pieces):
             return None
-        return torch.cat([m.sent() for m in self.parts], dim=1)
+        return self._assemble(
+            lambda p: Piece(p.group, _as_message(p.message.sent())).values(self.n)
+        )
 
-    def worker_mean(self) -> torch.Tensor:
+    def blocks(self) -> list[tuple[Any, torch.Tensor]] | None:
+        """(columns, values) per piece, never copied: a slice and (n, width) values for one
+        tensor, :class:`Windows` and (n, T, m) values for a stacked group."""
         if "values" in self.__dict__:
-            return self.values.mean(dim=0)
-        first = self.parts[0].values
-        width = sum(m.values.shape[1] for m in self.parts)
-        out = torch.empty(width, dtype=first.dtype, device=first.device)
-        start = 0
-        for m in self.parts:  # each tensor's mean written in place: no concatenation pass
-            stop = start + m.values.shape[1]
-            torch.mean(m.values, dim=0, out=out[start:stop])
-            start = stop
+            return None
+        out: list[tuple[Any, torch.Tensor]] = []
+        for p in self.pieces:
+            values = p.message.values
+            if p.group.stacked:
+                T = len(p.group.tensors)
+                out.append((p.group.columns, values.view(self.n, T, p.group.numel)))
+            else:
+                out.append((p.group.columns, values))
         return out
 
 
-def merge(messages: list[Message]) -> Message:
-    """The tensors' messages side by side (see :class:`Concatenated`); ``parts`` keeps each
-    (the wire sends them one after the other)."""
-    if len(messages) == 1:
-        return replace(messages[0], parts=(messages[0],))
-    return Concatenated(tuple(messages))
+def _as_message(mask: torch.Tensor) -> Message:
+    return Message(mask, mask.new_zeros(0), 0, mask.new_zeros(0))
 
 
-def layerwise(build: Callable[[float], Chain], layout: Layout, ratio: float) -> Layerwise:
-    """``build(ratio_l)`` applied per tensor of ``layout`` (see :class:`Layerwise`)."""
-    return Layerwise(build, layout, ratio)
+def merge(pieces: list[Piece], n: int, layout: Layout) -> Message:
+    """The tensors' messages side by side (see :class:`Concatenated`); one tensor's message is
+    returned as it is, with ``parts`` holding it (the wire sends the parts one after the
+    other)."""
+    if len(pieces) == 1 and not pieces[0].group.stacked:
+        message = pieces[0].message
+        return replace(message, parts=(message,))
+    return Concatenated(tuple(pieces), n, layout)
+
+
+def layerwise(op_for: Callable[[str, tuple[int, ...]], Any], layout: Layout) -> Layerwise:
+    """``op_for(name, shape)`` applied per tensor of ``layout`` (see :class:`Layerwise`)."""
+    return Layerwise(op_for, layout)

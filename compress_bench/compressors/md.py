@@ -31,7 +31,7 @@ from compress_bench.compressors.base import (
     check_ratio,
     check_scale,
     index_bits,
-    k_from_ratio,
+    k_of,
 )
 from compress_bench.compressors.importance import ImportanceSolver
 from compress_bench.compressors.registry import register_compressor
@@ -88,7 +88,7 @@ class _ImportanceCompressor(Compressor):
         return {"log_weights": None}
 
     def _k(self, d: int) -> int:
-        return min(k_from_ratio(self.ratio, d), d)
+        return k_of(self, d)
 
     def importance(
         self, G: torch.Tensor, state: Any, ctx: RoundContext, rng: Streams | None = None

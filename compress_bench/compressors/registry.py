@@ -36,15 +36,28 @@ def _params(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(params.pop("name")), params
 
 
-def build_compressor(cfg: Mapping[str, Any], ratio: float) -> Compressor:
-    """The compressor named by ``cfg['name']``, with the remaining keys as its options."""
+def build_compressor(
+    cfg: Mapping[str, Any],
+    ratio: float,
+    shape: tuple[int, ...] | None = None,
+    global_shape: tuple[int, ...] | None = None,
+) -> Compressor:
+    """The compressor named by ``cfg['name']``, with the remaining keys as its options: for
+    one tensor of ``shape`` of a layerwise operator (``Compressor.for_tensor``: an integer k,
+    or a matrix shape), for the whole vector viewed as ``global_shape``
+    (``Compressor.for_vector``), or, with neither, from the ratio alone."""
     name, params = _params(cfg)
     if name not in COMPRESSORS:
         raise ConfigError(
             f"unknown compressor {name!r} (available: {', '.join(sorted(COMPRESSORS))})"
         )
+    cls = COMPRESSORS[name]
     try:
-        return COMPRESSORS[name](ratio=ratio, **params)
+        if shape is not None:
+            return cls.for_tensor(tuple(shape), ratio, **params)
+        if global_shape is not None:
+            return cls.for_vector(tuple(global_shape), ratio, **params)
+        return cls(ratio=ratio, **params)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"compressor {name}: {err}") from err
 

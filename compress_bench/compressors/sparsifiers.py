@@ -30,7 +30,7 @@ from compress_bench.compressors.base import (
     check_ratio,
     check_scale,
     index_bits,
-    k_from_ratio,
+    k_of,
 )
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask, uniform_subset_mask
@@ -157,6 +157,7 @@ class Identity(Compressor):
     label: ClassVar[str] = "Identity"
     colour: ClassVar[str | None] = "#000000"
     passthrough: ClassVar[bool] = True  # every value sent as is: colours follow the quantizer
+    stackable: ClassVar[bool] = True  # row-wise and deterministic
     support: ClassVar[str] = "dense"
     unbiased: ClassVar[bool] = True
     deterministic: ClassVar[bool] = True
@@ -223,7 +224,7 @@ class RandK(Compressor):
         self.unbiased = scale == "dk"  # type: ignore[misc]  # depends on the option
 
     def _k(self, d: int) -> int:
-        return min(k_from_ratio(self.ratio, d), d)
+        return k_of(self, d)
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext
@@ -287,6 +288,7 @@ class TopK(Compressor):
     """
 
     name: ClassVar[str] = "top_k"
+    stackable: ClassVar[bool] = True  # row-wise and deterministic
     label: ClassVar[str] = "TopK"
     colour: ClassVar[str | None] = "#d62728"
     unbiased: ClassVar[bool] = False
@@ -297,7 +299,7 @@ class TopK(Compressor):
         self.scale = check_scale(scale)
 
     def _k(self, d: int) -> int:
-        return min(k_from_ratio(self.ratio, d), d)
+        return k_of(self, d)
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext

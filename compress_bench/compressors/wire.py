@@ -41,7 +41,7 @@ import torch
 from compress_bench.compressors.base import FLOAT_BITS, Message, index_bits
 
 FORMATS = ("float32", "power_of_two", "dithering", "sign")
-SUPPORTS = ("dense", "indices", "shared")
+SUPPORTS = ("dense", "indices", "shared", "factors")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class WireFormat:
     levels: int = 0  # dithering: s
     grid: str = "standard"  # dithering: "standard" {0, 1/s, .., 1} or "natural" {0, 2^(1-s), .., 1}
     count: int | None = None  # values per message when fixed; None: read from the length
+    matrix: tuple[int, int, int] | None = None  # factors: (m, c, r), left m x r, right c x r
 
     @property
     def index_bits(self) -> int:
@@ -105,6 +106,7 @@ def wire_format(compressor, quantizers: tuple, d: int) -> WireFormat:
         levels=getattr(last, "levels", 0),
         grid=getattr(last, "grid", "standard"),
         count=compressor.sent_count(d),
+        matrix=compressor.plan(d) if support == "factors" else None,
     )
 
 
@@ -164,9 +166,47 @@ def _symbols(fmt: WireFormat, values: np.ndarray, scalar: float) -> np.ndarray:
 def encode(message: Message, worker: int, fmt: WireFormat | None = None) -> bytes:
     """Worker ``worker``'s message as bytes (padded with zeros to a whole byte), in the
     message's own format unless ``fmt`` is given."""
+    return np.packbits(_encode_bits(message, worker, fmt)).tobytes()
+
+
+def payload(message: Message, worker: int) -> torch.Tensor:
+    """Worker ``worker``'s payload: one flat uint8 buffer holding the message's parts (a
+    layerwise message's tensors, in layout order) back to back, each in its own format
+    (indices, scalar, symbols or factors), padded to a whole byte once at the end, so its
+    length is the reported bits rounded up to a byte. The receiver needs the static formats
+    and, for the parts whose count varies, the counts (sent first, as an all-gather of uneven
+    sizes must be)."""
+    parts = message.parts or (message,)
+    bits = np.concatenate([_encode_bits(p, worker, p.format) for p in parts])
+    return torch.from_numpy(np.packbits(bits))
+
+
+def decode_payload(
+    buffer: torch.Tensor,
+    formats: list[WireFormat],
+    counts: list[int],
+    supports: list[torch.Tensor | None] | None = None,
+) -> torch.Tensor:
+    """The (sum_l d_l,) float64 vector a :func:`payload` decodes to, from the parts' formats,
+    their value counts and (shared-seed parts) their supports."""
+    bits = np.unpackbits(buffer.cpu().numpy())
+    supports = supports or [None] * len(formats)
+    out, position = [], 0
+    for fmt, count, support in zip(formats, counts, supports, strict=True):
+        values, position = _decode_bits(bits, fmt, support, count, position)
+        out.append(values)
+    return torch.cat(out)
+
+
+def _encode_bits(message: Message, worker: int, fmt: WireFormat | None = None) -> np.ndarray:
+    """Worker ``worker``'s message as a 0/1 array, unpadded."""
     fmt = fmt or message.format
     if fmt is None:
         raise ValueError("the message carries no wire format: build it with a chain")
+    if fmt.support == "factors":  # left then right, row-major, float32
+        left, right = (f[worker].detach().cpu().double().numpy() for f in message.factors)
+        floats = np.concatenate([left.reshape(-1), right.reshape(-1)])
+        return _bits(_float32_bits(floats), FLOAT_BITS).reshape(-1)
     values = message.values[worker].detach().cpu().double().numpy()
     sent = message.sent()[worker].cpu().numpy()
     parts = []
@@ -177,14 +217,29 @@ def encode(message: Message, worker: int, fmt: WireFormat | None = None) -> byte
         scalar = float(message.scalar[worker]) if message.scalar is not None else 0.0
         parts.append(_bits(_float32_bits(np.array([scalar])), FLOAT_BITS).reshape(-1))
     parts.append(_symbols(fmt, values[sent], scalar).reshape(-1))
-    return np.packbits(np.concatenate(parts)).tobytes()
+    return np.concatenate(parts)
 
 
 def decode(data: bytes, fmt: WireFormat, support: torch.Tensor | None = None) -> torch.Tensor:
     """The (d,) float64 vector the receiver reconstructs from ``data`` (and, for a shared-seed
     layout, the support it derives from the shared stream)."""
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    position = 0
+    return _decode_bits(bits, fmt, support, None, 0)[0]
+
+
+def _decode_bits(
+    bits: np.ndarray, fmt: WireFormat, support: torch.Tensor | None, count: int | None, start: int
+) -> tuple[torch.Tensor, int]:
+    """One part from ``bits[start:]``: its (d,) values and where it ends. ``count``: the
+    number of values when the format does not fix it (None: read from the length, which
+    works for the last part only)."""
+    position = start
+    if fmt.support == "factors":
+        m, c, r = fmt.matrix
+        raw, end = _read(bits, position, r * (m + c), FLOAT_BITS)
+        floats = raw.astype(np.uint32).view(np.float32).astype(np.float64)
+        left, right = floats[: m * r].reshape(m, r), floats[m * r :].reshape(c, r)
+        return torch.from_numpy((left @ right.T).reshape(-1)), end
     if fmt.support == "dense":
         indices = np.arange(fmt.d)
     elif fmt.support == "shared":
@@ -192,21 +247,21 @@ def decode(data: bytes, fmt: WireFormat, support: torch.Tensor | None = None) ->
             raise ValueError("a shared-seed message needs the support from the shared stream")
         indices = np.flatnonzero(support.cpu().numpy())
     else:
-        count = fmt.count
+        count = fmt.count if count is None else count
         if count is None:  # variable length: every entry is wider than the byte padding
-            scalar_bits = FLOAT_BITS if fmt.scalar and len(bits) else 0
-            count = (len(bits) - scalar_bits) // (fmt.index_bits + fmt.value_bits)
-        indices, position = _read(bits, 0, count, fmt.index_bits)
+            scalar_bits = FLOAT_BITS if fmt.scalar and len(bits) > start else 0
+            count = (len(bits) - start - scalar_bits) // (fmt.index_bits + fmt.value_bits)
+        indices, position = _read(bits, position, count, fmt.index_bits)
         indices = indices.astype(np.int64)
     out = np.zeros(fmt.d)
     if len(indices) == 0:
-        return torch.from_numpy(out)
+        return torch.from_numpy(out), position
     scalar = 0.0
     if fmt.scalar:
         raw, position = _read(bits, position, 1, FLOAT_BITS)
         scalar = float(raw.astype(np.uint32).view(np.float32)[0])
     out[indices] = _values_from(bits, position, len(indices), fmt, scalar)
-    return torch.from_numpy(out)
+    return torch.from_numpy(out), position + len(indices) * fmt.value_bits
 
 
 def _values_from(bits, position, count, fmt: WireFormat, scalar: float) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from compress_bench.comm import SimulatedCommunicator
+from compress_bench.comm import Communicator, SimulatedCommunicator
 from compress_bench.compressors.base import Message, RoundContext
-from compress_bench.compressors.chain import Chain
+from compress_bench.compressors.operator import Operator
 from compress_bench.errors import ConfigError
 from compress_bench.optim import ServerOptimizer
 from compress_bench.problems.base import Problem
@@ -103,9 +103,9 @@ class Method(ABC):
     def __init__(
         self,
         problem: Problem,
-        operator: Chain,
+        operator: Operator,
         lr: float,
-        communicator: SimulatedCommunicator | None = None,
+        communicator: Communicator | None = None,
         optimizer: ServerOptimizer | None = None,
     ):
         self.problem = problem
@@ -127,15 +127,21 @@ class Method(ABC):
         losses, grads = self.problem.loss_and_grad(x.expand(self.problem.n_workers, -1))
         return Evaluation(losses, grads)
 
-    def context(self, x: torch.Tensor, round_index: int) -> RoundContext:
-        return RoundContext(round_index=round_index, x=x, lr=self.lr, problem=self.problem)
+    def context(
+        self, x: torch.Tensor, round_index: int, losses: torch.Tensor | None = None
+    ) -> RoundContext:
+        return RoundContext(
+            round_index=round_index, x=x, lr=self.lr, problem=self.problem, losses=losses
+        )
 
     def compress(
         self, inputs: torch.Tensor, state: dict[str, Any], streams: Streams, ctx: RoundContext
     ):
         """The operator on every worker's row: the message and the state with the
-        operator's new part."""
-        message, op_state = self.operator.compress(inputs, state["operator"], streams, ctx)
+        operator's new part. An operator tagged ``collective`` receives the communicator
+        (it averages inside the round); the others never see it."""
+        args = (self.communicator,) if self.operator.tags.collective else ()
+        message, op_state = self.operator.compress(inputs, state["operator"], streams, ctx, *args)
         return message, {**state, "operator": op_state}
 
     @abstractmethod
@@ -152,7 +158,7 @@ class Method(ABC):
 
     def aggregate(self, message: Message) -> torch.Tensor:
         """The collective: (1/n) sum_i of the decoded messages, shape (d,)."""
-        return self.communicator.average(message)
+        return self.communicator.mean(message)
 
     @abstractmethod
     def server(
@@ -173,13 +179,13 @@ class Method(ABC):
         return Proposal(x_next, new_state, out.message.bits, out.message, out.inputs)
 
     @classmethod
-    def theory_lr(cls, problem: Problem, operator: Chain) -> float | None:
+    def theory_lr(cls, problem: Problem, operator: Operator) -> float | None:
         """The step of the method's analysis for this operator (``lr=auto``)."""
         return None
 
     @classmethod
-    def auto_lr_error(cls, operator: Chain) -> str:
-        return f"method={cls.name} has no theoretical step for {operator.name}; set lr"
+    def auto_lr_error(cls, operator: Operator) -> str:
+        return f"method={cls.name} has no theoretical step for {operator.display.name}; set lr"
 
 
 def check_choice(value: Any, options: tuple[str, ...], key: str) -> str:

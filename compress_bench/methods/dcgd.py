@@ -42,13 +42,14 @@ class DCGD(Method):
         self.aggregation = aggregation
 
     def worker(self, x, ev: Evaluation, state, streams, round_index: int) -> WorkerOutput:
-        message, state = self.compress(ev.grads, state, streams, self.context(x, round_index))
+        ctx = self.context(x, round_index, ev.losses)
+        message, state = self.compress(ev.grads, state, streams, ctx)
         return WorkerOutput(message, state, ev.grads)
 
     def aggregate(self, message: Message) -> torch.Tensor:
         if self.aggregation == "majority_vote":
-            return self.communicator.majority_vote(message)
-        return self.communicator.average(message)
+            return torch.sign(self.communicator.sum_signs(message))
+        return self.communicator.mean(message)
 
     def server(self, aggregate, state):
         return aggregate, state
@@ -59,16 +60,17 @@ class DCGD(Method):
         1/(L + 2 omega L_max / n) for unbiased ones (spec 20). An operator in no class (sign,
         the md_* greedy operators) gets 1/L with a warning: a default, not a theory step."""
         L, d, n = problem.smoothness, problem.d, problem.n_workers
-        omega = operator.omega(d)
-        if operator.unbiased and omega is not None and omega > 0:
+        constants = operator.constants(d)
+        omega = constants.omega
+        if operator.tags.unbiased and omega is not None and omega > 0:
             L_max = float(problem.worker_smoothness.max())
             return 1.0 / (L + 2.0 * omega * L_max / n)
-        if not operator.has_class_constant(d):
+        if not constants.class_constant:
             log.warning(
                 "lr=auto: %s has no class constant (no omega, no contraction delta), so its "
                 "step %s/L is a default, not a theory step; set lr explicitly or use error "
                 "feedback",
-                operator.name,
-                "1" if operator.lr_factor(d) == 1 else "(k/d)",
+                operator.display.name,
+                "1" if constants.lr_factor == 1 else "(k/d)",
             )
-        return operator.lr_factor(d) / L
+        return constants.lr_factor / L

@@ -33,12 +33,12 @@ class DIANA(Method):
     def __init__(self, *args, alpha: float | None = None, init: str = "zeros", **kwargs):
         super().__init__(*args, **kwargs)
         self.init = check_choice(init, INITS, "method.init")
-        omega = self.operator.omega(self.problem.d)
+        omega = self.operator.constants(self.problem.d).omega
         if alpha is None:
             if omega is None:
                 raise ConfigError(
                     f"method=diana needs an unbiased operator with a variance constant omega "
-                    f"(alpha = 1/(omega + 1)); {self.operator.name} has none: choose one "
+                    f"(alpha = 1/(omega + 1)); {self.operator.display.name} has none: choose one "
                     "(rand_k, natural, ...) or set method.alpha"
                 )
             alpha = 1.0 / (omega + 1.0)
@@ -57,7 +57,8 @@ class DIANA(Method):
             dense = uncompressed(ev.grads)  # the shifts themselves, uncompressed: 32 d bits
             return WorkerOutput(dense, {**state, "h_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["h_workers"]
-        message, state = self.compress(inputs, state, streams, self.context(x, round_index))
+        ctx = self.context(x, round_index, ev.losses)
+        message, state = self.compress(inputs, state, streams, ctx)
         h_workers = state["h_workers"] + self.alpha * message.values
         return WorkerOutput(message, {**state, "h_workers": h_workers}, inputs)
 
@@ -71,7 +72,7 @@ class DIANA(Method):
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:
-        omega = operator.omega(problem.d)
+        omega = operator.constants(problem.d).omega
         if omega is None:
             return None
         L_max = float(problem.worker_smoothness.max())
@@ -81,7 +82,8 @@ class DIANA(Method):
     def auto_lr_error(cls, operator) -> str:
         # both needs at once: a user who sets only lr would meet the alpha one next
         return (
-            f"method=diana needs an unbiased operator's variance constant omega for lr=auto and "
-            f"for its shift step alpha = 1/(omega + 1) (spec 24); {operator.name} has none: "
-            "choose one (rand_k, natural, ...), or set both lr and method.alpha"
+            "method=diana needs an unbiased operator's variance constant omega for lr=auto and "
+            "for its shift step alpha = 1/(omega + 1) (spec 24); "
+            f"{operator.display.name} has none: choose one (rand_k, natural, ...), or set both lr "
+            "and method.alpha"
         )

@@ -38,12 +38,12 @@ class EF14(DCGD):
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:
-        delta = operator.contractive(problem.d).contraction(problem.d)
+        delta = operator.contractive(problem.d).constants(problem.d).delta
         return None if delta is None else 1.0 / (delta * problem.smoothness)
 
     @classmethod
     def auto_lr_error(cls, operator) -> str:
         return (
             f"method=ef with lr=auto needs an operator with a contraction constant delta "
-            f"(spec 22: a step of order 1/(delta L)); {operator.name} has none; set lr"
+            f"(spec 22: a step of order 1/(delta L)); {operator.display.name} has none; set lr"
         )

@@ -54,7 +54,8 @@ class EF21(Method):
             message = uncompressed(ev.grads)  # uncompressed: 32 d bits
             return WorkerOutput(message, {**state, "g_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["g_workers"]
-        message, state = self.compress(inputs, state, streams, self.context(x, round_index))
+        ctx = self.context(x, round_index, ev.losses)
+        message, state = self.compress(inputs, state, streams, ctx)
         return WorkerOutput(
             message, {**state, "g_workers": state["g_workers"] + message.values}, inputs
         )
@@ -65,7 +66,7 @@ class EF21(Method):
 
     @classmethod
     def theory_lr(cls, problem, operator) -> float | None:
-        delta = operator.contractive(problem.d).contraction(problem.d)
+        delta = operator.contractive(problem.d).constants(problem.d).delta
         if delta is None:
             return None
         alpha = min(1.0, 1.0 / delta)
@@ -84,5 +85,5 @@ class EF21(Method):
     def auto_lr_error(cls, operator) -> str:
         return (
             f"method=ef21 with lr=auto needs an operator with a contraction constant delta "
-            f"(alpha = 1/delta, spec 23); {operator.name} has none; set lr"
+            f"(alpha = 1/delta, spec 23); {operator.display.name} has none; set lr"
         )

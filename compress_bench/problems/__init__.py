@@ -151,6 +151,17 @@ def _logreg(cfg, features, labels, n_workers, seed, device, dtype) -> LogisticRe
             problem.layout = Layout.blocks(list(blocks), problem.d)
         except ValueError as err:
             raise ConfigError(f"problem.layout: {err}") from err
+    matrix_shape = cfg.get("matrix_shape")
+    if matrix_shape is not None:
+        shape = tuple(int(s) for s in matrix_shape)
+        if blocks is not None:
+            raise ConfigError("problem.matrix_shape and problem.layout cannot both be set")
+        if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != problem.d:
+            raise ConfigError(
+                f"problem.matrix_shape={list(shape)} must be two positive sizes whose product "
+                f"is d = {problem.d}"
+            )
+        problem.layout = Layout(problem.layout.names, (shape,))
     return problem
 
 

@@ -140,25 +140,74 @@ def _markdown(table: pd.DataFrame) -> str:
 def thesis_cifar(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
     """The thesis figure "ResNet_CIFAR10": test loss and test accuracy against epochs, one
     line per operator (two panels), from ``compress-bench -m experiment=thesis_cifar``."""
+    title = "ResNet18 on CIFAR-10, k/d = 0.2 per tensor, power-of-two rounding"
+    return accuracy_curves([sweep_dir], out_png, title)
+
+
+def esgd_mnist(sweep_dirs: Path | list[Path], out_png: Path) -> pd.DataFrame:
+    """eSGD against TopK + EF on MNIST (``experiment=esgd_mnist``, one or more sweep
+    folders): test loss and accuracy against epochs, with the 81.5% test accuracy the eSGD
+    paper reports at 12.5% drawn as a reference that could not be confirmed (spec 19)."""
+    dirs = sweep_dirs if isinstance(sweep_dirs, list) else [sweep_dirs]
+    title = "MNIST, n = 4, k/d = 0.125 per tensor: eSGD (dcgd) against TopK (ef)"
+    return accuracy_curves(
+        dirs, out_png, title, reference=(0.815, "eSGD paper: 81.5% (unconfirmable)")
+    )
+
+
+STYLES = ("-", "--", ":", "-.")
+
+
+def lowrank_ef21_mnist(sweep_dirs: Path | list[Path], out_png: Path) -> pd.DataFrame:
+    """EF21 with rsvd, PowerSGD and TopK per tensor on MNIST (``experiment=lowrank_ef21_mnist``
+    and its TopK sweep): test loss and accuracy against epochs, one line per operator and
+    rank or ratio."""
+    dirs = sweep_dirs if isinstance(sweep_dirs, list) else [sweep_dirs]
+    title = "MNIST, n = 4, EF21 per tensor: rsvd and PowerSGD at ranks 1, 2, 4, TopK at their bits"
+    return accuracy_curves(dirs, out_png, title, label_keys=("operator", "ratio"))
+
+
+def accuracy_curves(
+    sweep_dirs: list[Path],
+    out_png: Path,
+    title: str,
+    reference: tuple[float, str] | None = None,
+    label_keys: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """Test loss and test accuracy against epochs, one line per job of the sweeps (two
+    panels), and their last rows as a table (.csv and .md next to the figure); ``reference``
+    is an accuracy drawn as a dashed line with its label."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    rows = []
-    for job in scan(sweep_dir):
+    rows: list[dict] = []
+    seen: list[str] = []
+    jobs = [job for sweep_dir in sweep_dirs for job in scan(sweep_dir)]
+    for job in jobs:
         summary = job.summary or {}
         name = str(summary.get("compressor") or job.overrides.get("compressor"))
         label = display_name(summary, name)
+        if reference is not None:  # several methods: name the method too
+            label = f"{label} ({summary.get('method', '?')})"
+        extra = [f"{k}={job.overrides[k]}" for k in label_keys if k in job.overrides]
+        if extra:  # the sweep's varying keys tell the lines apart
+            label = f"{label}, {', '.join(extra)}"
         metrics = job.metrics
         if metrics is None or "test_accuracy" not in metrics:
             print(f"figures: job {job.num} ({job.status}) not drawn", file=sys.stderr)
             continue
         colour = colour_for(summary.get("family", name), summary.get("colour"))
+        style = STYLES[seen.count(colour) % len(STYLES)]  # lines of one family told apart
+        seen.append(colour)
         for ax, column in ((loss_ax, "test_loss"), (acc_ax, "test_accuracy")):
-            ax.plot(metrics["epoch"], metrics[column], color=colour, label=label, marker=".")
+            ax.plot(
+                metrics["epoch"], metrics[column], color=colour, label=label, marker=".", ls=style
+            )
         last = metrics.iloc[-1]
         rows.append(
             {
                 "operator": label,
                 "status": job.status,
+                "method": summary.get("method"),
                 "epochs": float(last["epoch"]),
                 "test_loss": float(last["test_loss"]),
                 "test_accuracy": float(last["test_accuracy"]),
@@ -169,9 +218,11 @@ def thesis_cifar(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
         ax.grid(True, alpha=0.5)
+    if reference is not None:
+        acc_ax.axhline(reference[0], color="grey", linestyle="--", label=reference[1])
     if acc_ax.get_lines():
         acc_ax.legend()
-    fig.suptitle("ResNet18 on CIFAR-10, k/d = 0.2 per tensor, power-of-two rounding")
+    fig.suptitle(title)
     fig.savefig(out_png, dpi=120)
     table = pd.DataFrame(rows)
     table.to_csv(out_png.with_suffix(".csv"), index=False)
@@ -184,7 +235,14 @@ def thesis_cifar(sweep_dir: Path, out_png: Path) -> pd.DataFrame:
     return table
 
 
-FIGURES = {"thesis_logreg": thesis_logreg, "thesis_cifar": thesis_cifar}
+FIGURES = {
+    "thesis_logreg": thesis_logreg,
+    "thesis_cifar": thesis_cifar,
+    "esgd_mnist": esgd_mnist,
+    "lowrank_ef21_mnist": lowrank_ef21_mnist,
+}
+#: the figures drawn from one or more sweep folders
+MULTI = ("esgd_mnist", "lowrank_ef21_mnist")
 # the columns of summary.csv the table of a generic figure shows, when some job has a value
 TABLE_COLUMNS = (
     "job",
@@ -262,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EXPERIMENT",
         help=f"the experiment the sweep ran ({', '.join(sorted(FIGURES))}: their own figures)",
     )
-    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", type=Path, help="the multirun folder")
+    parser.add_argument(
+        "sweep_dir",
+        metavar="SWEEP_DIR",
+        type=Path,
+        nargs="+",
+        help=f"the multirun folder ({', '.join(MULTI)}: one or more)",
+    )
     parser.add_argument(
         "out_png",
         metavar="OUT_PNG",
@@ -270,15 +334,20 @@ def main(argv: list[str] | None = None) -> int:
         help="the figure to write; its table goes beside it (.csv, .md)",
     )
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        print(f"figures: error: no sweep folder at {args.sweep_dir}", file=sys.stderr)
+    for sweep_dir in args.sweep_dir:
+        if not sweep_dir.is_dir():
+            print(f"figures: error: no sweep folder at {sweep_dir}", file=sys.stderr)
+            return 2
+    if len(args.sweep_dir) > 1 and args.experiment not in MULTI:
+        print(f"figures: error: {args.experiment} draws one sweep folder", file=sys.stderr)
         return 2
     args.out_png.parent.mkdir(parents=True, exist_ok=True)
     try:
+        dirs = args.sweep_dir if args.experiment in MULTI else args.sweep_dir[0]
         if args.experiment in FIGURES:
-            table = FIGURES[args.experiment](args.sweep_dir, args.out_png)
+            table = FIGURES[args.experiment](dirs, args.out_png)
         else:
-            table = comparison_figure(args.sweep_dir, args.out_png, args.experiment)
+            table = comparison_figure(dirs, args.out_png, args.experiment)
     except ReportError as err:  # not a sweep folder: one line, as compress-bench-report
         print(f"figures: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

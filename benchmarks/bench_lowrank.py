@@ -6,9 +6,9 @@ workers, float32, one call each, against one ``abs()`` over all the gradients (t
 floor of any operator that reads them once). Also, under a ``TorchDispatchMode``, the number
 of aten ops and of host syncs (``aten._local_scalar_dense``) per call, for ResNet18 and for a
 layout holding every tensor twice: the counts must not grow with the number of tensors of a
-shape (one batched call per shape). rsvd's Gaussian test matrices are drawn per (worker,
-tensor) (``Streams.tensor_generators``), so its draws do grow with the tensors; the count is
-reported with and without them.
+shape (one batched call per shape). rsvd's Gaussian test matrices are drawn on the host per
+(worker, tensor) (``Streams.tensor_gaussians``) and copied once per call, so they add no op
+per tensor; the count is reported with and without them.
 
 Usage: ``python benchmarks/bench_lowrank.py [--threads 1] [--repeats 3] [--device cpu]``.
 """

@@ -14,10 +14,11 @@ unrelated streams):
   ``(seed, STREAM_MODEL_INIT)``
 * worker ``i``'s draws for tensor ``l`` of a layout in round ``t`` (the low-rank operators'
   Gaussian test matrices and fresh PowerSGD ``Q``): ``(seed, STREAM_WORKER_TENSOR, i, t, l)``,
-  a fresh generator per round, so tensors of one shape compressed as one batch draw what one
-  call per tensor draws, whatever the order; the stream all workers share for tensor ``l``
-  (PowerSGD's collective ``Q``): ``(seed, STREAM_ALL_WORKERS, l)`` (``(seed,
-  STREAM_ALL_WORKERS, l, t)`` when drawn afresh in round ``t``)
+  a fresh NumPy PCG64 per round drawn on the host (:meth:`Streams.tensor_gaussians`), so
+  tensors of one shape compressed as one batch draw what one call per tensor draws, whatever
+  the order; the stream all workers share for tensor ``l`` (PowerSGD's collective ``Q``):
+  ``(seed, STREAM_ALL_WORKERS, l)`` (``(seed, STREAM_ALL_WORKERS, l, t)`` when drawn afresh in
+  round ``t``)
 * worker ``i``'s stream of raw random bits:  ``(seed, STREAM_WORKER_BITS, i)``, a NumPy PCG64;
   on the CPU, :meth:`WorkerRNG.uniform` and :meth:`WorkerRNG.random_bits` draw from it (on other
   devices they draw from the private torch stream)
@@ -168,14 +169,21 @@ class Streams:
             ]
         )
 
-    def tensor_generators(self, round_index: int, tensor: int) -> list[torch.Generator]:
-        """Fresh generators, one per worker i, for tensor ``tensor`` in this round:
-        ``(seed, STREAM_WORKER_TENSOR, i, round_index, tensor)``. Private to the worker (no
-        other party rebuilds them) and positionless, so a checkpoint needs nothing for them."""
-        return [
-            generator(self.seed, STREAM_WORKER_TENSOR, i, round_index, tensor, device=self.device)
-            for i in self.workers
-        ]
+    def tensor_gaussians(
+        self, round_index: int, tensors: tuple[int, ...], rows: int, cols: int
+    ) -> np.ndarray:
+        """(n T, rows, cols) float64 i.i.d. N(0, 1) on the host: block ``i T + t`` from worker
+        i's generator for tensor ``tensors[t]`` in this round, ``(seed, STREAM_WORKER_TENSOR,
+        i, round_index, tensor)`` (a NumPy PCG64). Drawn on the host so that a stacked call of
+        T tensors costs one copy to the device whatever T is (a torch generator per tensor is
+        one kernel each), and a tensor draws the same numbers batched or alone."""
+        out = np.empty((len(self.workers) * len(tensors), rows, cols))
+        for j, i in enumerate(self.workers):
+            for t, tensor in enumerate(tensors):
+                words = [self.seed, STREAM_WORKER_TENSOR, i, round_index, tensor]
+                bits = np.random.PCG64(np.random.SeedSequence(words))
+                np.random.Generator(bits).standard_normal(out=out[j * len(tensors) + t])
+        return out
 
     def all_workers_generator(self, tensor: int, *round_index: int) -> torch.Generator:
         """The generator every worker builds alike for tensor ``tensor`` (and, when given,

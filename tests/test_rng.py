@@ -70,20 +70,19 @@ def test_random_bits_rejects_widths_it_cannot_hold(bits):
         WorkerRNG(0, 1).random_bits(4, bits)
 
 
-def test_tensor_generators_are_per_worker_round_and_tensor():
-    """Worker i's generator for (round, tensor) is the same whichever workers are built,
-    differs between tensors and rounds, and needs no saved position (fresh each call)."""
-    import torch
+def test_tensor_gaussians_are_per_worker_round_and_tensor():
+    """Worker i's draws for (round, tensor) are the same whichever workers are built and
+    whichever tensors share the call (block i T + t), differ between tensors and rounds, and
+    need no saved position (fresh each call)."""
+    import numpy as np
 
     from compress_bench.rng import Streams
 
-    def draw(streams, round_index, tensor):
-        return torch.stack(
-            [torch.randn(3, generator=g) for g in streams.tensor_generators(round_index, tensor)]
-        )
-
-    full = draw(Streams(5, 3), 2, 4)
-    assert torch.equal(draw(Streams(5, [1]), 2, 4)[0], full[1])
-    assert torch.equal(draw(Streams(5, 3), 2, 4), full)
-    assert not torch.equal(draw(Streams(5, 3), 2, 5), full)
-    assert not torch.equal(draw(Streams(5, 3), 3, 4), full)
+    full = Streams(5, 3).tensor_gaussians(2, (4,), 3, 2)
+    assert full.shape == (3, 3, 2)
+    assert np.array_equal(Streams(5, [1]).tensor_gaussians(2, (4,), 3, 2)[0], full[1])
+    assert np.array_equal(Streams(5, 3).tensor_gaussians(2, (4,), 3, 2), full)
+    both = Streams(5, 3).tensor_gaussians(2, (7, 4), 3, 2)  # tensors 7 and 4 in one call
+    assert np.array_equal(both[1::2], full)
+    assert not np.array_equal(Streams(5, 3).tensor_gaussians(2, (5,), 3, 2), full)
+    assert not np.array_equal(Streams(5, 3).tensor_gaussians(3, (4,), 3, 2), full)

@@ -14,7 +14,7 @@ Batching. The maths (``lowrank_math.py``) acts on ``(..., m, c)`` batches, so ev
 input (a worker, or, in a stacked ``layerwise`` call, a worker's copy of one of T tensors of
 one shape) is one matrix of one ``matmul``/``qr``/``svd`` call. Random draws (rsvd's test
 matrix, a fresh PowerSGD ``Q``) come from a fresh generator per (worker, round, tensor)
-(``Streams.tensor_generators``), so a stacked call draws what one call per tensor draws, and a
+(``Streams.tensor_gaussians``), so a stacked call draws what one call per tensor draws, and a
 checkpoint needs no stream position for them (the operators are ``stackable``, see Tags).
 
 Messages. A low-rank message decodes to the (n, d) reconstruction (the simulator's fast path);
@@ -78,18 +78,17 @@ def fresh_gaussians(
     rng: Streams, ctx: RoundContext | None, R: int, rows: int, cols: int, like: torch.Tensor
 ) -> torch.Tensor:
     """(R, rows, cols) i.i.d. N(0, 1): row ``i T + t`` from worker i's generator for tensor
-    ``tensors[t]`` in this round (``Streams.tensor_generators``)."""
+    ``tensors[t]`` in this round (``Streams.tensor_gaussians``), drawn on the host and copied
+    to ``like``'s device in one copy (pinned and asynchronous on CUDA), so the kernels of a
+    call do not grow with the tensors of a stacked group."""
     n, tensors = _row_blocks(R, ctx)
+    if n != len(rng.workers):
+        raise ValueError(f"{R} rows for {len(tensors)} tensors: the streams hold {n} workers?")
     round_index = ctx.round_index if ctx is not None else 0
-    per_tensor = [rng.tensor_generators(round_index, tensor) for tensor in tensors]
-    draws = [
-        torch.randn(rows, cols, generator=gens[i], dtype=like.dtype, device=like.device)
-        for i in range(n)
-        for gens in per_tensor
-    ]
-    if len(draws) != R:
-        raise ValueError(f"{len(draws)} draws for {R} rows: the streams hold {n} workers?")
-    return torch.stack(draws)
+    host = torch.from_numpy(rng.tensor_gaussians(round_index, tensors, rows, cols))
+    if like.device.type == "cuda":
+        host = host.pin_memory()
+    return host.to(device=like.device, dtype=like.dtype, non_blocking=True)
 
 
 class _LowRank(Compressor):

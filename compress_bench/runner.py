@@ -135,11 +135,11 @@ def resolve_threads(requested: int | None) -> int:
     """torch's intra-op thread count: ``threads``, or 1.
 
     Measured with benchmarks/bench_threads.py on 2 cores (figures in the README): on an idle
-    machine 1 thread is at most 1.5x slower than the best setting (2 threads, OpenMP's
-    default spinning wait), while beside one busy process every 2-thread setting is 1.7-19x
-    slower than 1 thread (with libgomp's default wait a spinning thread holds the core a
+    machine 1 thread is at most 1.53x slower than the best setting (2 threads, OpenMP's
+    default spinning wait), and beside one busy process it is the best, while 2 threads are
+    1.7-9.8x behind it (with libgomp's default wait a spinning thread holds the core a
     straggler needs; compress_bench/__init__.py shortens that spin, which keeps an explicit
-    ``threads=2`` from collapsing). So 1 thread is the default whose worst case is smallest,
+    ``threads=2`` within 1.8x). So 1 thread is the default whose worst case is smallest,
     for single runs and sweeps alike. The rule reads only the command, never the machine's
     load, so a command's results never depend on what else was running (the thread count
     can change the order of floating-point sums), and a single run gives the same numbers as

@@ -34,7 +34,10 @@ N = 2
 
 
 def operator(layout: Layout, cfg: dict):
-    return layerwise(lambda _, shape: chain(build_compressor(cfg, 1.0, shape=shape)), layout)
+    # stacked groups (the accelerators' path; on the CPU a run calls each tensor alone)
+    return layerwise(
+        lambda _, shape: chain(build_compressor(cfg, 1.0, shape=shape)), layout, stack=True
+    )
 
 
 def one_call(op, G, state, streams, round_index=1):

@@ -432,8 +432,8 @@ def operator_cases(ratio: float = 0.3) -> list[tuple[str, Callable[[], Any]]]:
             cases.append(
                 (
                     f"layerwise_repeated({c})",
-                    lambda c=c: layerwise(
-                        lambda name, shape: make(c, "none", shape), REPEATED_SHAPES
+                    lambda c=c: layerwise(  # stacked groups, as on an accelerator
+                        lambda name, shape: make(c, "none", shape), REPEATED_SHAPES, stack=True
                     ),
                 )
             )
@@ -451,6 +451,7 @@ def operator_cases(ratio: float = 0.3) -> list[tuple[str, Callable[[], Any]]]:
                 return layerwise(
                     lambda name, shape: chain(build_compressor(cfg, ratio=ratio, shape=shape)),
                     REPEATED_SHAPES,
+                    stack=True,  # stacked groups, as on an accelerator
                 )
 
             cases.append((f"matrix({c}[{tag}])", matrix))

@@ -131,7 +131,7 @@ def test_equal_shapes_are_one_call_with_the_numbers_of_one_call_per_tensor(cfg):
     """conv1/conv2 and bias1/bias2 share shapes: layerwise compresses each pair in one call.
     Every round equals each tensor's operator called on its own columns, with its own
     tensor index (its own streams) and its own state."""
-    op = layerwise(lambda _, s: chain(build_compressor(cfg, 0.3, shape=s)), LAYOUT)
+    op = layerwise(lambda _, s: chain(build_compressor(cfg, 0.3, shape=s)), LAYOUT, stack=True)
     assert sorted(len(g.tensors) for g in op.groups) == [1, 2, 2]
     n, d = 3, LAYOUT.d
     G = testing.inputs(n, d)
@@ -223,7 +223,7 @@ def _ops_per_call(cfg, times: int):
     layout = Layout(
         tuple(f"{n}{c}" for c in range(times) for n in LAYOUT.names), LAYOUT.shapes * times
     )
-    op = layerwise(lambda _, s: chain(build_compressor(cfg, 0.3, shape=s)), layout)
+    op = layerwise(lambda _, s: chain(build_compressor(cfg, 0.3, shape=s)), layout, stack=True)
     G = testing.inputs(2, layout.d)
     state = op.init_state(2, layout.d, G.device, G.dtype)
     _, state = compress(op, G, state, Streams(0, 2), RoundContext(0))

@@ -18,7 +18,8 @@ the random ones among them draw per (worker, round, tensor) (see Tags.stackable)
 that draw from a worker's sequential stream (RandK), query the objective or are not equal
 run one call per tensor, in layout order, as before, which keeps their numbers. The gather
 is one copy of the group (a call per tensor reads its columns in place): on the CPU, where
-launches are cheap, stacking costs time (README, Architecture); it is for accelerators.
+launches are cheap, stacking costs time, so there each tensor gets its own call unless
+``stack=True`` (the numbers are the same); stacking is for accelerators.
 
 The message keeps its pieces (:class:`Concatenated`): each tensor's or each stacked group's
 message with the columns it fills; the (n, d) values are assembled on first use only, and
@@ -137,8 +138,19 @@ class GroupComm:
 class Layerwise:
     """One operator per tensor of ``layout``, built by ``op_for(name, shape)`` (module doc)."""
 
-    def __init__(self, op_for: Callable[[str, tuple[int, ...]], Any], layout: Layout):
+    def __init__(
+        self,
+        op_for: Callable[[str, tuple[int, ...]], Any],
+        layout: Layout,
+        stack: bool | None = None,
+    ):
         self.layout = layout
+        # None: stacked groups on accelerators, one call per tensor on the CPU, where kernel
+        # launches are cheap and the gather copy of a stacked group costs more than it saves
+        # (TopK + power-of-two over ResNet18, n = 2: about 300 ms stacked, 200 ms per tensor);
+        # the numbers are the same either way. True/False force one path (the op-count checks
+        # force stacking: they count on the CPU what an accelerator would launch).
+        self.stack = stack
         self.parts = tuple(op_for(n, s) for n, s in zip(layout.names, layout.shapes, strict=True))
         first = self.parts[0].tags
         self.tags = Tags(
@@ -176,6 +188,12 @@ class Layerwise:
                 columns = Windows(offsets, numel)
             groups.append(Group(tuple(members), numel, columns))
         return tuple(groups)
+
+    @cached_property
+    def singles(self) -> tuple[Group, ...]:
+        """Every tensor a group of its own (one call per tensor), in layout order."""
+        slices = self.layout.slices()
+        return tuple(Group((t,), numel, slices[t]) for t, numel in enumerate(self.layout.numels))
 
     @cached_property
     def display(self) -> Display:
@@ -249,7 +267,8 @@ class Layerwise:
         pieces: list[Piece] = []
         states: list[Any] = list(state)
         n = G.shape[0]
-        for group in self.groups:
+        stacking = self.stack if self.stack is not None else G.device.type != "cpu"
+        for group in self.groups if stacking else self.singles:
             first = group.tensors[0]
             part = self.parts[first]
             part_comm = comm if part.tags.collective else None
@@ -453,6 +472,10 @@ def merge(pieces: list[Piece], n: int, layout: Layout) -> Message:
     return Concatenated(tuple(pieces), n, layout)
 
 
-def layerwise(op_for: Callable[[str, tuple[int, ...]], Any], layout: Layout) -> Layerwise:
-    """``op_for(name, shape)`` applied per tensor of ``layout`` (see :class:`Layerwise`)."""
-    return Layerwise(op_for, layout)
+def layerwise(
+    op_for: Callable[[str, tuple[int, ...]], Any], layout: Layout, stack: bool | None = None
+) -> Layerwise:
+    """``op_for(name, shape)`` applied per tensor of ``layout`` (see :class:`Layerwise`;
+    ``stack``: None chooses by device, True/False force stacked groups or one call per
+    tensor)."""
+    return Layerwise(op_for, layout, stack)

@@ -16,7 +16,11 @@ come out as a traceback, or as some other error, instead of one line:
   library code; the import finishes, and the signal is raised at the next :func:`check`.
 
 :func:`received` remembers the last signal raised, so that ``main()`` still reports it when
-library code turned the exception into another one (or swallowed it).
+library code turned the exception into another one. A signal raised where Python itself
+swallows every exception (a ``__del__``, a weakref or garbage-collector callback: "Exception
+ignored in ...") is not lost either: :func:`check`, at the start of every round, raises it
+again. Before that, a SIGTERM that landed in such a callback let the run go on to its last
+round (CI, 2026-12-04: a start-up SIGTERM, then 10^7 rounds).
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ _IMPORT_FRAMES = "<frozen importlib._bootstrap"  # both _bootstrap and _bootstra
 _deferring = 0
 _pending: signal.Signals | None = None
 _received: signal.Signals | None = None
+_raised: signal.Signals | None = None  # raised by the handler; check() raises it again
 _ready = False  # False while starting up: every signal is held until install()
 
 
 def _handler(signum: int, frame: object) -> None:
-    global _pending, _received
+    global _pending, _received, _raised
     sig = signal.Signals(signum)
     _received = sig
     insisting = _pending == sig == signal.SIGINT
@@ -46,6 +51,7 @@ def _handler(signum: int, frame: object) -> None:
         _pending = sig
         return
     _pending = None
+    _raised = sig  # in case the code it lands in swallows it
     raise Interrupted(sig)
 
 
@@ -77,10 +83,11 @@ def hold() -> None:
 def install() -> None:
     """Route the handled signals through :func:`_handler` (main thread only; elsewhere a
     no-op). A signal held since :func:`hold` stays pending for the next :func:`check`."""
-    global _ready, _received
+    global _ready, _received, _raised
     if _set_handlers():
         _ready = True
         _received = _pending  # forget a signal an earlier main() in this process reported
+        _raised = None
 
 
 def received() -> signal.Signals | None:
@@ -90,19 +97,24 @@ def received() -> signal.Signals | None:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold signals until :func:`check` (or the end of the block) raises them."""
+    """Hold signals until :func:`check` (or the end of the block) raises them. A block left
+    by an exception lets it go on (a signal held meanwhile waits for the next check)."""
     global _deferring
     _deferring += 1
     try:
         yield
-    finally:
+    except BaseException:
         _deferring -= 1
+        raise
+    _deferring -= 1
     check()
 
 
 def check() -> None:
-    """Raise the held signal, if any, as :class:`Interrupted`."""
-    global _pending
-    if _pending is not None:
-        sig, _pending = _pending, None
+    """Raise as :class:`Interrupted` the held signal, if any, or one the handler raised that
+    never reached the caller (swallowed where Python ignores exceptions)."""
+    global _pending, _raised
+    sig = _pending or _raised
+    if sig is not None:
+        _pending = _raised = None
         raise Interrupted(sig)

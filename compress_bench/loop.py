@@ -506,7 +506,7 @@ class BitLedger:
         self.total, self.thesis_total = 0, 0  # all workers, exact integers
 
     def cost(self, proposal) -> tuple[int, int]:
-        spec = int(proposal.bits.sum())
+        spec = proposal.total_bits()  # no read-back for fixed-size messages
         return spec, int(thesis_bits(proposal.message).sum()) if self.thesis else 0
 
     @property

@@ -19,6 +19,7 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import torch
@@ -129,6 +130,10 @@ class Message:
                  own format), or None.
     factors:     a low-rank message's (left (n, m, r), right (n, c, r)) with
                  values = left @ right^T row-major (what travels), or None.
+    fixed:       (values, side bits) per worker when every worker's message has that size
+                 whatever the input (a fixed-k sparsifier, a dense message; known from the
+                 configuration), else None. The runner then counts the round's bits on the
+                 host, with no read-back of ``bits`` (a host sync on an accelerator).
     format:      the static :class:`~compress_bench.compressors.wire.WireFormat` both ends
                  agree on, set by the operator chain that produced the message (None for
                  a part's raw output).
@@ -149,11 +154,21 @@ class Message:
     format: Any = None
     parts: tuple[Message, ...] | None = None  # per-tensor messages of a layerwise operator
     factors: tuple[torch.Tensor, torch.Tensor] | None = None  # low-rank: (left, right)
+    fixed: tuple[int, int] | None = None  # (values, side bits) of every worker, when fixed
 
     @property
     def bits(self) -> torch.Tensor:
         """(n,) int64 exact uplink bits per worker."""
         return self.value_count * self.value_bits + self.side_bits
+
+    @property
+    def fixed_bits(self) -> int | None:
+        """Bits of every worker's message when its size is fixed (``fixed``), else None: a
+        host integer, no tensor read back."""
+        if self.fixed is None:
+            return None
+        count, side = self.fixed
+        return count * self.value_bits + side
 
     @property
     def d(self) -> int:
@@ -192,20 +207,44 @@ class Message:
         """The same coordinates with new values (a quantizer's output): ``value_bits`` per value
         from now on, and ``extra_side_bits`` more side information per worker (a norm; an int,
         or an (n,) int64 tensor when it differs between workers)."""
-        more = isinstance(extra_side_bits, torch.Tensor) or extra_side_bits != 0
+        varies = isinstance(extra_side_bits, torch.Tensor)
+        more = varies or extra_side_bits != 0
+        fixed = self.fixed
+        if fixed is not None and more:
+            fixed = None if varies else (fixed[0], fixed[1] + int(extra_side_bits))
         return replace(
             self,
             values=values,
             value_bits=self.value_bits if value_bits is None else value_bits,
             side_bits=self.side_bits + extra_side_bits if more else self.side_bits,
+            fixed=fixed,
         )
 
     @staticmethod
     def dense(values: torch.Tensor) -> Message:
         """Every coordinate sent as a float32, no indices."""
         n, d = values.shape
-        full = torch.full((n,), d, dtype=torch.int64, device=values.device)
-        return Message(values, full, FLOAT_BITS, torch.zeros_like(full))
+        full = per_worker_constant(n, d, values.device)
+        return Message(
+            values, full, FLOAT_BITS, per_worker_constant(n, 0, values.device), fixed=(d, 0)
+        )
+
+    @staticmethod
+    def of_fixed_size(
+        values: torch.Tensor, count: int, side: int, value_bits: int = FLOAT_BITS, **fields: Any
+    ) -> Message:
+        """A message in which every worker sends ``count`` values and ``side`` side bits, sizes
+        the configuration fixes (:attr:`fixed`); the (n,) counts are cached constants, so a
+        round builds no tensor for them."""
+        n = values.shape[0]
+        return Message(
+            values,
+            per_worker_constant(n, count, values.device),
+            value_bits,
+            per_worker_constant(n, side, values.device),
+            fixed=(count, side),
+            **fields,
+        )
 
     @staticmethod
     def sparse(values: torch.Tensor, kept: torch.Tensor, send_indices: bool = True) -> Message:
@@ -217,6 +256,14 @@ class Message:
         count = kept.sum(dim=1, dtype=torch.int64)
         side = count * index_bits(values.shape[1]) if send_indices else torch.zeros_like(count)
         return Message(values, count, FLOAT_BITS, side, kept)
+
+
+@lru_cache(maxsize=256)
+def per_worker_constant(n: int, value: int, device: torch.device) -> torch.Tensor:
+    """The (n,) int64 tensor of ``value``, built once per (n, value, device) and shared: a
+    fixed-size message's counts. Never modify it in place (nothing does: bit arithmetic
+    builds new tensors)."""
+    return torch.full((n,), value, dtype=torch.int64, device=device)
 
 
 class Compressor(ABC):
@@ -329,6 +376,11 @@ class Quantizer(ABC):
     sign_only: ClassVar[bool] = False
     #: True for the quantizer that changes nothing: chains drop it
     passthrough: ClassVar[bool] = False
+    #: True when it maps value to value, reading nothing else (no norm, no mask, no draw) and
+    #: adding no side bits: quantizing a concatenation of messages then equals concatenating
+    #: the quantized messages, so ``layerwise`` quantizes all tensors in one pass
+    #: (:meth:`quantize_values`)
+    elementwise: ClassVar[bool] = False
     #: the symbol of one value on the wire: "float32", "power_of_two" (sign + 8-bit
     #: exponent), "dithering" (sign + level index) or "sign" (1 bit); see compressors/wire.py
     wire_values: ClassVar[str] = "float32"
@@ -341,6 +393,10 @@ class Quantizer(ABC):
     def quantize(self, message: Message, rng: Streams) -> Message:
         """Quantize the transmitted values of ``message`` (``message.sent()``: the coordinates
         on the wire; the others must stay 0); return the new message."""
+
+    def quantize_values(self, values: torch.Tensor) -> torch.Tensor:
+        """An ``elementwise`` quantizer's values for ``values`` (zeros stay zeros)."""
+        raise NotImplementedError(f"{self.name} is not elementwise")
 
     def contraction(self, d: int) -> float | None:
         return None

@@ -133,16 +133,47 @@ class Chain:
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None
     ) -> tuple[Message, Any]:
+        message, new_state = self.select(G, state, rng, ctx, comm)
+        return self.finish(message, rng), new_state
+
+    def select(
+        self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None
+    ) -> tuple[Message, Any]:
+        """The compressor's stage alone: its message (32-bit values) and the new state."""
         if self.compressor.collective:
             message, cstate = self.compressor.compress(G, state[0], rng, ctx, comm=comm)
         else:
             message, cstate = self.compressor.compress(G, state[0], rng, ctx)
+        return message, (cstate,)
+
+    def finish(self, message: Message, rng: Streams) -> Message:
+        """The quantizers and the scale applied to the compressor's ``message``, and the wire
+        format set: the chain's message."""
         for quantizer in self.quantizers:
             message = quantizer.quantize(message, rng)
         values = message.values * self.scale if self.scale != 1.0 else message.values
         dense = message.kept is None and message.factors is None
-        fmt = self.wire_format(G.shape[1], dense=dense)
-        return replace(message, values=values, format=fmt), (cstate,)
+        fmt = self.wire_format(message.values.shape[1], dense=dense)
+        return replace(message, values=values, format=fmt)
+
+    @property
+    def elementwise_tail(self) -> bool:
+        """True when everything after the compressor maps value to value with no side bits
+        (elementwise quantizers, scale 1): the tail then commutes with concatenation, and
+        ``layerwise`` runs it once over all tensors (:meth:`finish_values`)."""
+        return self.scale == 1.0 and all(q.elementwise for q in self.quantizers)
+
+    def finish_values(self, values: torch.Tensor) -> torch.Tensor:
+        """The elementwise tail on the values of any concatenation of messages."""
+        for quantizer in self.quantizers:
+            values = quantizer.quantize_values(values)
+        return values
+
+    @property
+    def value_bits(self) -> int | None:
+        """Bits per value after the quantizers (None: the compressor's own)."""
+        bits = [q.value_bits for q in self.quantizers if q.value_bits is not None]
+        return bits[-1] if bits else None
 
     def omega(self, d: int) -> float | None:
         """The variance constant of the chain, when every part is unbiased with one."""

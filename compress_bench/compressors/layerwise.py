@@ -48,8 +48,14 @@ from typing import Any
 
 import torch
 
-from compress_bench.compressors.base import Message, RoundContext, tensor_k
+from compress_bench.compressors.base import (
+    Message,
+    RoundContext,
+    per_worker_constant,
+    tensor_k,
+)
 from compress_bench.compressors.operator import Constants, Display, Tags
+from compress_bench.compressors.paths import cpu_fast
 from compress_bench.layout import Layout
 from compress_bench.rng import Streams
 
@@ -145,11 +151,11 @@ class Layerwise:
         stack: bool | None = None,
     ):
         self.layout = layout
-        # None: stacked groups on accelerators, one call per tensor on the CPU, where kernel
-        # launches are cheap and the gather copy of a stacked group costs more than it saves
-        # (TopK + power-of-two over ResNet18, n = 2: about 300 ms stacked, 200 ms per tensor);
-        # the numbers are the same either way. True/False force one path (the op-count checks
-        # force stacking: they count on the CPU what an accelerator would launch).
+        # None: stacked groups on the portable path (accelerators, paths.portable), one call
+        # per tensor on the CPU, where kernel launches are cheap and the gather copy of a
+        # stacked group costs more than it saves (TopK + power-of-two over ResNet18, n = 2:
+        # about 300 ms stacked, 200 ms per tensor); the numbers are the same either way.
+        # True/False force one path.
         self.stack = stack
         self.parts = tuple(op_for(n, s) for n, s in zip(layout.names, layout.shapes, strict=True))
         first = self.parts[0].tags
@@ -267,17 +273,21 @@ class Layerwise:
         pieces: list[Piece] = []
         states: list[Any] = list(state)
         n = G.shape[0]
-        stacking = self.stack if self.stack is not None else G.device.type != "cpu"
+        stacking = self.stack if self.stack is not None else not cpu_fast(G)
+        # stacked groups leave an elementwise quantizer to one pass over the assembled
+        # message (a pass per group otherwise: 8 ops each, 17 groups for ResNet18)
+        tail = self._shared_tail if stacking else None
         for group in self.groups if stacking else self.singles:
             first = group.tensors[0]
             part = self.parts[first]
+            compress = part.select if tail is not None else part.compress
             part_comm = comm if part.tags.collective else None
             if not group.stacked:
                 part_ctx = self._context(ctx, group.columns, first)
                 if joint is not None:
                     part_ctx = replace(part_ctx, log_weights=joint[:, group.columns])
                 args = (part_comm,) if part_comm is not None else ()
-                message, states[first] = part.compress(
+                message, states[first] = compress(
                     G[:, group.columns], state[first], rng, part_ctx, *args
                 )
                 pieces.append(Piece(group, message))
@@ -287,11 +297,28 @@ class Layerwise:
             stacked_state = stack_states([state[t] for t in group.tensors])
             part_ctx = None if ctx is None else replace(ctx, tensor=first, group=group.tensors)
             args = (GroupComm(part_comm, T),) if part_comm is not None else ()
-            message, new_state = part.compress(rows, stacked_state, rng, part_ctx, *args)
+            message, new_state = compress(rows, stacked_state, rng, part_ctx, *args)
             for t, s in zip(group.tensors, unstack_state(new_state, T), strict=True):
                 states[t] = s
             pieces.append(Piece(group, message))
+        if tail is not None:
+            finish = [lambda m, p=p: p.finish(m, rng) for p in self.parts]
+            return Concatenated(tuple(pieces), n, self.layout, tail, finish), tuple(states)
         return merge(pieces, n, self.layout), tuple(states)
+
+    @cached_property
+    def _shared_tail(self) -> Any:
+        """The first tensor's chain when every tensor's operator is a chain ending in the same
+        elementwise quantizers (``Chain.elementwise_tail``, compared by their pickled
+        configuration), else None: its quantizers then run once, on the assembled message."""
+        chains = [p for p in self.parts if getattr(p, "elementwise_tail", False)]
+        if len(chains) != len(self.parts) or not chains[0].quantizers:
+            return None
+        try:
+            tails = {pickle.dumps(p.quantizers) for p in chains}
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return None
+        return chains[0] if len(tails) == 1 else None
 
     def contractive(self, d: int) -> Layerwise:
         """Each tensor's operator in its contractive form (Chain.contractive)."""
@@ -389,21 +416,57 @@ class Concatenated(Message):
     89 MB of values and 22 MB of mask per round at n = 2). ``parts`` (the per-tensor messages,
     in layout order) is built on demand too."""
 
-    def __init__(self, pieces: tuple[Piece, ...], n: int, layout: Layout):
-        count = sum(p.per_worker(p.message.value_count, n) for p in pieces)
-        bits = sum(p.per_worker(p.message.bits, n) for p in pieces)
-        value_bits = pieces[0].message.value_bits  # the same operator on every tensor
+    def __init__(
+        self,
+        pieces: tuple[Piece, ...],
+        n: int,
+        layout: Layout,
+        tail: Any = None,
+        finish: list[Callable[[Message], Message]] | None = None,
+    ):
+        # the same operator on every tensor; an elementwise tail (see Layerwise.compress) sets
+        # the bits per value of the pieces, which hold the compressor's messages
+        value_bits = pieces[0].message.value_bits
+        if tail is not None and tail.value_bits is not None:
+            value_bits = tail.value_bits
+        fixed = None
+        if all(p.message.fixed is not None for p in pieces):  # sizes known on the host
+            T = [len(p.group.tensors) for p in pieces]
+            fixed = (
+                sum(t * p.message.fixed[0] for t, p in zip(T, pieces, strict=True)),
+                sum(t * p.message.fixed[1] for t, p in zip(T, pieces, strict=True)),
+            )
         for key, value in (
-            ("value_count", count),
             ("value_bits", value_bits),
-            ("side_bits", bits - count * value_bits),
             ("scalar", None),
             ("format", None),
+            ("fixed", fixed),
         ):
             object.__setattr__(self, key, value)
         object.__setattr__(self, "pieces", pieces)
         object.__setattr__(self, "n", n)
         object.__setattr__(self, "layout", layout)
+        object.__setattr__(self, "tail", tail)
+        object.__setattr__(self, "finish", finish)
+
+    # counts and bits are summed over the pieces when first read (from the host sizes of
+    # fixed-size pieces: no op at all), not in every round whether read or not
+    @cached_property
+    def value_count(self) -> torch.Tensor:  # noqa: D102 - see Message
+        if self.fixed is not None:
+            return per_worker_constant(self.n, self.fixed[0], self._device)
+        return sum(p.per_worker(p.message.value_count, self.n) for p in self.pieces)
+
+    @cached_property
+    def side_bits(self) -> torch.Tensor:  # noqa: D102 - see Message
+        if self.fixed is not None:
+            return per_worker_constant(self.n, self.fixed[1], self._device)
+        bits = sum(p.per_worker(p.message.bits, self.n) for p in self.pieces)
+        return bits - self.value_count * self.value_bits
+
+    @property
+    def _device(self) -> torch.device:
+        return self.pieces[0].message.values.device
 
     @property
     def d(self) -> int:
@@ -412,6 +475,8 @@ class Concatenated(Message):
     @cached_property
     def parts(self) -> tuple[Message, ...]:  # noqa: D102 - see the class docstring
         found = dict(t for p in self.pieces for t in p.tensor_messages(self.n))
+        if self.finish is not None:  # the pieces hold the compressor's messages
+            return tuple(self.finish[t](found[t]) for t in range(len(self.layout)))
         return tuple(found[t] for t in range(len(self.layout)))
 
     def _assemble(self, field) -> torch.Tensor:
@@ -432,7 +497,8 @@ class Concatenated(Message):
 
     @cached_property
     def values(self) -> torch.Tensor:  # noqa: D102 - see the class docstring
-        return self._assemble(lambda p: p.values(self.n))
+        values = self._assemble(lambda p: p.values(self.n))
+        return values if self.tail is None else self.tail.finish_values(values)
 
     @cached_property
     def kept(self) -> torch.Tensor | None:
@@ -445,8 +511,8 @@ class Concatenated(Message):
     def blocks(self) -> list[tuple[Any, torch.Tensor]] | None:
         """(columns, values) per piece, never copied: a slice and (n, width) values for one
         tensor, :class:`Windows` and (n, T, m) values for a stacked group."""
-        if "values" in self.__dict__:
-            return None
+        if "values" in self.__dict__ or self.tail is not None:
+            return None  # assembled already, or quantized in one pass once assembled
         out: list[tuple[Any, torch.Tensor]] = []
         for p in self.pieces:
             values = p.message.values

@@ -21,6 +21,7 @@ from typing import ClassVar
 import torch
 
 from compress_bench.compressors.base import FLOAT_BITS, Message, Quantizer
+from compress_bench.compressors.paths import cpu_fast
 from compress_bench.compressors.registry import register_quantizer
 from compress_bench.rng import Streams
 
@@ -101,15 +102,17 @@ def _nearest_by_bits(t: torch.Tensor) -> torch.Tensor:
 def _to_wire_range(t: torch.Tensor, q: torch.Tensor, first_unsafe: float) -> torch.Tensor:
     """``q`` (a fresh power-of-two rounding of ``t``, modified in place) as the wire carries it:
     zeros are plain zeros (IEEE ``-0 + 0 = +0``; the exponent field 0 has no sign), results
-    beyond ``2^127`` saturate to ``+-2^127`` (spec 0.6) and NaN inputs pass through. One
-    reduction over ``t`` skips the last two passes when no ``|t|`` reaches ``first_unsafe``
-    (the smallest input that can round past 2^127) and none is NaN."""
+    beyond ``2^127`` saturate to ``+-2^127`` (spec 0.6) and NaN inputs pass through. On the
+    CPU one reduction over ``t`` skips the last two passes when no ``|t|`` reaches
+    ``first_unsafe`` (the smallest input that can round past 2^127) and none is NaN; the
+    portable path (:mod:`.paths`) always runs them rather than read the reduction back."""
     if t.numel() == 0:
         return q
     q = q.add_(0.0)
-    lowest, highest = torch.aminmax(t)
-    if bool(torch.maximum(-lowest, highest) < first_unsafe):  # False for NaN
-        return q
+    if cpu_fast(t):
+        lowest, highest = torch.aminmax(t)
+        if bool(torch.maximum(-lowest, highest) < first_unsafe):  # False for NaN
+            return q
     q = q.clamp_(-(2.0**MAX_EXPONENT), 2.0**MAX_EXPONENT)
     return torch.where(torch.isnan(t), t, q)
 
@@ -203,9 +206,14 @@ class PowerOfTwo(Quantizer):
         self.rounding = rounding
         self.clip_exponent_at_zero = clip_exponent_at_zero
 
+    elementwise: ClassVar[bool] = True  # value by value, 0 to 0, no side bits
+
     def quantize(self, message: Message, rng: Streams) -> Message:
-        q = power_of_two(message.values, self.rounding, self.clip_exponent_at_zero)
+        q = self.quantize_values(message.values)
         return message.with_values(q, value_bits=POWER_OF_TWO_BITS)
+
+    def quantize_values(self, values: torch.Tensor) -> torch.Tensor:
+        return power_of_two(values, self.rounding, self.clip_exponent_at_zero)
 
     def contraction(self, d: int) -> float | None:
         if self.rounding == "nearest":
@@ -271,10 +279,12 @@ def natural_from_bits(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 def _natural_below_normal(t: torch.Tensor, r: torch.Tensor) -> tuple | None:
     """float64 represents ``0 < |t| < 2^-126`` as normal numbers: the (mask, values) that round
-    those between 0 and 2^-126 (float32 does so by itself through its subnormal patterns)."""
+    those between 0 and 2^-126 (float32 does so by itself through its subnormal patterns).
+    None when there are none, which only the CPU asks (a host sync); the portable path
+    always returns the pair."""
     mag = t.abs()
     tiny = (mag < 2.0**MIN_EXPONENT) & (mag > 0)
-    if not bool(tiny.any()):
+    if cpu_fast(t) and not bool(tiny.any()):
         return None
     u = (((1 << 52) - 1) - r).to(torch.float64) * 2.0**-52  # exact: r < 2^52
     up = u < mag * 2.0**-MIN_EXPONENT

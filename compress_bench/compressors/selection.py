@@ -2,9 +2,11 @@
 
 Two algorithms give the same mask:
 
-* small rows (``d < LARGE_D``): ``torch.topk`` finds the k-th largest value of every row at
-  once, then ties at that value are resolved in index order;
-* large rows (``d >= LARGE_D``, one row at a time): a bracket ``[lo, hi]`` around the k-th
+* every row at once (the portable path, and CPU rows with ``d < LARGE_D``): ``torch.topk``
+  finds the k-th largest value of every row, then ties at that value are resolved in index
+  order, branch-free (a cumulative count of the tied entries), with no host sync;
+* long rows on the CPU (``d >= LARGE_D``, one row at a time; a CPU fast path, see
+  :mod:`.paths`): a bracket ``[lo, hi]`` around the k-th
   largest value is read off a fixed random sample of the row, one pass over the row counts the
   scores above ``hi`` and collects the (few) candidates inside the bracket, and the exact k-th
   value is found among the candidates only. If the bracket misses the k-th value (rare on any
@@ -24,6 +26,8 @@ import math
 from functools import lru_cache
 
 import torch
+
+from compress_bench.compressors.paths import cpu_fast
 
 #: Rows at least this long use the sample-and-bracket algorithm (measured crossover on a
 #: 2-core CPU: about 2^17 to 2^18).
@@ -89,14 +93,18 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     Exactly the rule of spec 0.4 (``np.lexsort((arange(d), -score))``, first ``min(k, d)``):
     every score above the k-th largest value v is kept, and the entries equal to v are taken in
     index order until the row has k. ``k <= 0`` selects nothing, ``k >= d`` everything. Any
-    floating dtype, CPU or CUDA. Rows with ``d >= LARGE_D`` use the sample-and-bracket
-    algorithm (same result, O(d) passes instead of a full top-k).
+    floating dtype, CPU or CUDA. On the CPU, rows with ``d >= LARGE_D`` use the
+    sample-and-bracket algorithm (same result, O(d) passes instead of a full top-k); the
+    portable path (:mod:`.paths`) never reads a value back to the host.
     """
     n, d = scores.shape
     if k <= 0:
         return torch.zeros_like(scores, dtype=torch.bool)
     if k >= d:
         return torch.ones_like(scores, dtype=torch.bool)
+    fast = cpu_fast(scores)
+    if not fast:
+        return _top_k_mask_small(scores, k, early_exit=False)
     if d >= LARGE_D:
         if n == 1:
             return _top_k_row_large(scores[0], k).view(1, d)
@@ -107,14 +115,17 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return _top_k_mask_small(scores, k)
 
 
-def _top_k_mask_small(scores: torch.Tensor, k: int) -> torch.Tensor:
+def _top_k_mask_small(scores: torch.Tensor, k: int, early_exit: bool = True) -> torch.Tensor:
     """``torch.topk`` finds the k-th largest value v of each row but returns an arbitrary
     subset of tied entries; so every score > v is kept, and the entries equal to v are taken in
-    index order until the row has k. Needs ``0 < k < d``."""
+    index order until the row has k. Needs ``0 < k < d``. ``early_exit`` (CPU) skips the tie
+    passes when no tie straddles v, which a host sync decides; without it the tie rule runs
+    on every row (the same mask)."""
     kth = torch.topk(scores, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
-    at_least = scores >= kth
-    if bool((at_least.sum(dim=1) == k).all()):  # no tie straddles the threshold: done
-        return at_least
+    if early_exit:
+        at_least = scores >= kth
+        if bool((at_least.sum(dim=1) == k).all()):  # no tie straddles the threshold: done
+            return at_least
     above = scores > kth
     tied = scores == kth
     room = k - above.sum(dim=1, keepdim=True)

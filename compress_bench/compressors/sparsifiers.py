@@ -17,6 +17,7 @@ reproducible.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +33,7 @@ from compress_bench.compressors.base import (
     index_bits,
     k_of,
 )
+from compress_bench.compressors.paths import cpu_fast
 from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask, uniform_subset_mask
 from compress_bench.rng import Streams
@@ -64,14 +66,15 @@ def masked_values(G: torch.Tensor, kept: torch.Tensor, factor: float = 1.0) -> t
     """``factor * G`` on the mask ``kept``, +0 elsewhere: ``torch.where(kept, G * factor, 0)``
     bit for bit (an unkept inf or NaN also gives 0).
 
-    For large inputs the mask is applied to the bits of G (an integer multiply by 0 or 1, one
-    vectorised pass), then the scale to the result: several times faster than ``torch.where``
-    on the CPU.
+    For large inputs on the CPU the mask is applied to the bits of G (an integer multiply by 0
+    or 1, one vectorised pass), then the scale to the result: several times faster than
+    ``torch.where`` there. The portable path (:mod:`.paths`) is the ``torch.where``, whatever
+    the size: two ops, and a count that does not depend on the number of workers.
     """
     bits_dtype = _BITS_VIEW.get(G.dtype)
-    if bits_dtype is None or G.numel() < LARGE_D:
+    if bits_dtype is None or G.numel() < LARGE_D or not cpu_fast(G):
         values = G * factor if factor != 1.0 else G
-        return torch.where(kept, values, torch.zeros((), dtype=G.dtype, device=G.device))
+        return torch.where(kept, values, _zero(G.dtype, G.device))
     out = torch.empty(G.shape, dtype=G.dtype, device=G.device)
     bits = out.view(bits_dtype)
     bits.copy_(kept)  # 1 where kept, 0 elsewhere
@@ -81,15 +84,21 @@ def masked_values(G: torch.Tensor, kept: torch.Tensor, factor: float = 1.0) -> t
     return out
 
 
+@lru_cache(maxsize=16)
+def _zero(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A 0-d zero, built once: a Python 0.0 in ``torch.where`` becomes a new tensor per call
+    (an op, a launch on an accelerator)."""
+    return torch.zeros((), dtype=dtype, device=device)
+
+
 def _k_per_row_message(
     G: torch.Tensor, kept: torch.Tensor, k: int, factor: float, send_indices: bool = True
 ) -> Message:
     """:func:`sparse_message` for a mask known to hold exactly k entries per row (no count)."""
-    n, d = G.shape
+    d = G.shape[1]
     kept = kept.to(device=G.device)
-    count = torch.full((n,), k, dtype=torch.int64, device=G.device)
-    side = count * index_bits(d) if send_indices else torch.zeros_like(count)
-    return Message(masked_values(G, kept, factor), count, FLOAT_BITS, side, kept)
+    side = k * index_bits(d) if send_indices else 0
+    return Message.of_fixed_size(masked_values(G, kept, factor), k, side, kept=kept)
 
 
 def _k_eff(k: int, d: int) -> int:
@@ -109,10 +118,11 @@ def top_k(G: torch.Tensor, k: int, scale: str = "none") -> Message:
     k = _k_eff(k, d)
     if k == d:
         return Message.dense(G.clone())
-    factor = d / k if scale == "dk" and k > 0 else 1.0
-    if d >= LARGE_D and k > 0:
-        return _k_per_row_message(G, top_k_mask(G.abs(), k), k, factor)
-    return sparse_message(G, top_k_mask(G.abs(), k), factor)
+    if k == 0:
+        return sparse_message(G, torch.zeros_like(G, dtype=torch.bool))
+    factor = d / k if scale == "dk" else 1.0
+    # every row holds exactly k entries: the count is static, never summed from the mask
+    return _k_per_row_message(G, top_k_mask(G.abs(), k), k, factor)
 
 
 def rand_k_from_uniforms(

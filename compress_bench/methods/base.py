@@ -57,9 +57,21 @@ class Proposal:
 
     x: torch.Tensor
     state: Any
-    bits: torch.Tensor  # (n,) int64 uplink bits of this round per worker
-    message: Message | None = None  # what was sent (for alternative bit conventions)
+    message: Message  # what was sent: its bits, and alternative bit conventions
     inputs: torch.Tensor | None = None  # what the workers compressed, (n, d)
+
+    @property
+    def bits(self) -> torch.Tensor:
+        """(n,) int64 uplink bits of this round per worker (computed when read)."""
+        return self.message.bits
+
+    def total_bits(self) -> int:
+        """The round's uplink bits summed over the workers, a host integer: from the message's
+        fixed size when it has one (no tensor read back), else from ``bits``."""
+        per_worker = self.message.fixed_bits
+        if per_worker is not None:
+            return per_worker * self.message.value_count.shape[0]
+        return int(self.bits.sum())
 
     def compression_error(self) -> float:
         """mean_i ||C(v_i) - v_i||^2 / ||v_i||^2 of this round; computed on demand, since the
@@ -176,7 +188,7 @@ class Method(ABC):
         direction, new_state = self.server(self.aggregate(out.message), out.state)
         x_next, opt_state = self.optimizer.step(x, direction, new_state["optimizer"], round_index)
         new_state = {**new_state, "optimizer": opt_state}
-        return Proposal(x_next, new_state, out.message.bits, out.message, out.inputs)
+        return Proposal(x_next, new_state, out.message, out.inputs)
 
     @classmethod
     def theory_lr(cls, problem: Problem, operator: Operator) -> float | None:

@@ -16,7 +16,7 @@ export COMPRESS_BENCH_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: help install run test test-slow lint format bench figures figures-cifar figures-mnist docs clean
+.PHONY: help install run test test-slow lint format bench figures figures-cifar figures-cifar-offline figures-mnist docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,11 @@ figures-cifar: install  ## the thesis figure ResNet_CIFAR10 (6 operators x 20 ep
 	rm -rf $(FIGURES)/thesis_cifar
 	$(BIN)/compress-bench -m experiment=thesis_cifar hydra.sweep.dir=$(FIGURES)/thesis_cifar progress=false
 	$(BIN)/python -m compress_bench.report.figures thesis_cifar $(FIGURES)/thesis_cifar $(FIGURES)/thesis_cifar.png
+
+figures-cifar-offline: install  ## thesis_cifar on the offline data (10,000 training, 1,000 test images; a GPU)
+	rm -rf $(FIGURES)/thesis_cifar_offline
+	$(BIN)/compress-bench -m experiment=thesis_cifar_offline hydra.sweep.dir=$(FIGURES)/thesis_cifar_offline progress=false
+	$(BIN)/python -m compress_bench.report.figures thesis_cifar_offline $(FIGURES)/thesis_cifar_offline $(FIGURES)/thesis_cifar_offline.png
 
 clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -9,16 +9,32 @@ bottleneck (its images/s against the model's forward/backward images/s).
 ``--importance-steps K`` (K > 0) also prices the md_* importance solver (spec 12, variant
 thesis_resnet, MD Weighted Greedy): a round that solves with K steps per tensor and one with
 max(K, 10) steps joint, their gradient calls and seconds per step.
+
+``--operators`` (benchmarks/gpu_check.sh runs it on a GPU) times the rounds of
+experiment=thesis_cifar_offline's settings (batch 128 per worker, per tensor, SGD with
+momentum) for identity, TopK, RandK (both with power-of-two rounding, as in the figure), MD
+Weighted Greedy (importance=thesis_resnet, the joint solve, K = 200 or ``--importance-steps``,
+every 78 rounds) and PowerSGD (rank 2, DCGD, no quantizer: it sends factors), for
+``--workers`` (default 1 and 4): the images/s of the CLI's round (the loop body of
+training.execute_training: the gradients, the method's step, the loss read back, the bit
+count; no syncs inside it), the share of that round outside forward/backward (against the
+forward/backward passes alone, timed on their own), and for MD Weighted Greedy the solve's
+seconds and the images/s with it spread over its 78 rounds. The rounds between test
+evaluations are what a sweep spends its time on; its evaluation and checkpoint every 78 rounds
+are not timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
+from pathlib import Path
 
 import torch
 
 from compress_bench.config import compose_config
+from compress_bench.loop import BitLedger
 from compress_bench.methods.base import Evaluation
 from compress_bench.runner import build_run
 
@@ -30,10 +46,36 @@ def main() -> None:
         "--warmup", type=int, default=4, help="rounds run first and not counted (the allocator)"
     )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument(
+        "--batch", type=int, default=None, help="per worker (default 32; --operators: 128)"
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--importance-steps", type=int, default=0)
+    parser.add_argument(
+        "--importance-steps",
+        type=int,
+        default=None,
+        help="K of the md_* solve priced (default: none; --operators: 200, thesis_resnet's)",
+    )
+    parser.add_argument(
+        "--operators", action="store_true", help="images/s of each operator's round (above)"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 4], help="n of --operators (default 1 4)"
+    )
     args = parser.parse_args()
+    if args.operators:
+        if args.batch is None:
+            args.batch = 128
+        if args.importance_steps is None:
+            args.importance_steps = 200
+        if args.warmup < 1 or args.warmup + args.rounds > EVERY:
+            # round 0 solves (in the warm-up); the timed rounds must not reach the next solve
+            parser.error(f"--operators needs --warmup >= 1 and --warmup + --rounds <= {EVERY}")
+        operators(args)
+        return
+    if args.batch is None:
+        args.batch = 32
+    args.importance_steps = args.importance_steps or 0
     round_split(args)
     if args.importance_steps > 0:
         # the joint step is cheap enough to run 10 (its first steps page-fault fresh memory)
@@ -146,6 +188,160 @@ def round_split(args) -> None:
         f"images/s: data pipeline {images / timing['data pipeline']:.0f}, "
         f"forward/backward {images / fb:.1f}"
     )
+
+
+# --- --operators ---------------------------------------------------------------------------
+
+#: thesis_cifar_offline's rounds per epoch (10,000 // 128): its importance.every
+EVERY = 78
+# The settings of experiment=thesis_cifar_offline, spelled out rather than composed from it:
+# its quantizer keys (log2, clipped) would not compose with quantizer=none.
+THESIS = (
+    "quantizer=power_of_two",
+    "quantizer.rounding=log2",
+    "quantizer.clip_exponent_at_zero=true",
+)
+OPERATORS = {
+    "identity": ("compressor=identity", "quantizer=none"),
+    "top_k": ("compressor=top_k", *THESIS),
+    "rand_k": ("compressor=rand_k", "compressor.scale=none", *THESIS),
+    "md_weighted_greedy (joint)": (
+        "compressor=md_weighted_greedy",
+        *THESIS,
+        "importance=thesis_resnet",
+        "importance.scope=joint",
+        f"importance.every={EVERY}",
+    ),
+    "power_sgd (rank 2)": ("compressor=power_sgd", "quantizer=none"),
+}
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():  # platform.processor() is only the architecture on Linux
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def operator_run(args, n: int, extra: tuple[str, ...]):
+    return build_run(
+        compose_config(
+            "problem=cifar10_resnet18",
+            "problem.train_batches=[1]",
+            "problem.test_file=test_subset/test_batch_first1000.bin",
+            f"problem.batch_size={args.batch}",
+            f"n_workers={n}",
+            "granularity=layer",
+            "ratio=0.2",
+            "optimizer=sgd",
+            "optimizer.momentum=0.9",
+            "optimizer.weight_decay=5e-4",
+            "lr=0.001",
+            "dtype=float32",
+            f"device={args.device}",
+            f"threads={args.threads}",
+            f"importance.steps={args.importance_steps}",
+            *extra,
+        )
+    )
+
+
+def forward_backward_seconds(args, run, sync) -> float:
+    """Seconds a round of the workers' forward/backward passes alone takes (the round's own
+    calls, on fresh minibatches, without loading x, flattening or compressing)."""
+    problem = run.problem
+    problem.model.train()
+    total = 0.0
+    for r in range(args.warmup + args.rounds):
+        problem.next_batches()
+        images, labels = problem._batch
+        sync()
+        start = time.perf_counter()
+        for i in range(problem.n_workers):
+            problem._forward_backward(images[i], labels[i])
+        sync()
+        if r >= args.warmup:
+            total += time.perf_counter() - start
+    return total / args.rounds
+
+
+class Rounds:
+    """A run's rounds as training.execute_training runs them, in its order: the gradients,
+    the method's step, the loss read back (the loop's one read-back a round), the bit count
+    (no metrics row, no stop rules)."""
+
+    def __init__(self, run):
+        self.run = run
+        self.x = run.problem.initial_point()
+        self.state = run.method.init_state(self.x)
+        self.ledger = BitLedger(run.problem.n_workers, thesis=False)
+
+    def round(self, k: int) -> None:
+        problem, method = self.run.problem, self.run.method
+        losses, grads = problem.stochastic_grads(self.x)
+        proposal = method.step(self.x, Evaluation(losses, grads), self.state, self.run.streams, k)
+        float(losses.mean())
+        spent = self.ledger.cost(proposal)
+        self.x, self.state = proposal.x, proposal.state
+        self.ledger.add(spent)
+
+
+def time_operator(args, run, sync, solves: bool) -> tuple[float, float | None]:
+    """Seconds a round (the warm-up's round 0 solves for md_*), and with ``solves`` the
+    seconds a solve adds to the round that runs it (round EVERY)."""
+    rounds = Rounds(run)
+    for k in range(args.warmup):
+        rounds.round(k)
+    sync()
+    start = time.perf_counter()
+    for k in range(args.warmup, args.warmup + args.rounds):
+        rounds.round(k)
+    sync()
+    seconds = (time.perf_counter() - start) / args.rounds
+    if not solves:
+        return seconds, None
+    start = time.perf_counter()
+    rounds.round(EVERY)
+    sync()
+    return seconds, time.perf_counter() - start - seconds
+
+
+def operators(args) -> None:
+    torch.set_num_threads(args.threads)  # build_run sets the same; the header reads it first
+    print(
+        f"device {device_name(args.device)}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; batch {args.batch} per worker, "
+        f"{args.rounds} rounds timed after {args.warmup}"
+    )
+    cuda = args.device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    print(f"{'operator':>28} {'n':>2} {'images/s':>9} {'round s':>8} {'outside f/b':>11}")
+    for n in args.workers:
+        images = n * args.batch
+        fb = None
+        for name, extra in OPERATORS.items():
+            run = operator_run(args, n, extra)
+            if fb is None:  # the passes do not depend on the operator: once per n
+                fb = forward_backward_seconds(args, run, sync)
+                print(f"{'forward/backward alone':>28} {n:>2} {images / fb:>9.1f} {fb:>8.4f}")
+            solves = extra[0] == "compressor=md_weighted_greedy"
+            seconds, solve = time_operator(args, run, sync, solves)
+            outside = max(0.0, 1.0 - fb / seconds)
+            print(f"{name:>28} {n:>2} {images / seconds:>9.1f} {seconds:>8.4f} {outside:>11.1%}")
+            if solve is not None:
+                amortized = seconds + solve / EVERY
+                print(
+                    f"{'':>28} {'':>2} {images / amortized:>9.1f} {amortized:>8.4f} "
+                    f"{max(0.0, 1.0 - fb / amortized):>11.1%}  with its solve every {EVERY} "
+                    f"rounds ({args.importance_steps} steps: {solve:.2f} s)"
+                )
+            del run  # one run's tensors at a time on the device
+            if cuda:
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

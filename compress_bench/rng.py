@@ -130,12 +130,13 @@ class Streams:
                 d, int_dtype, lambda row, g: row.random_(0, 1 << bits, generator=g)
             )
         per_row = d if wide else (d + 1) // 2  # 64-bit words
-        rows = [
-            torch.from_numpy(g.random_raw(per_row).view(np.int64 if wide else np.int32))[:d]
-            for g in self.bit_generators
-        ]
-        # one worker (the large-d case: a real cluster, a benchmark) keeps NumPy's buffer
-        out = rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
+        words = np.empty((self.n_workers, per_row), dtype=np.uint64)
+        for row, g in zip(words, self.bit_generators, strict=True):
+            row[:] = g.random_raw(per_row)
+        # one tensor for all workers: the ops of a draw do not grow with the workers
+        out = torch.from_numpy(words.view(np.int64 if wide else np.int32))
+        if out.shape[1] != d:  # an odd d of 32-bit draws: the last word's upper half unused
+            out = out[:, :d].contiguous()
         return out.bitwise_and_((1 << bits) - 1)
 
     def _torch_rows(self, d: int, dtype: torch.dtype, draw) -> torch.Tensor:

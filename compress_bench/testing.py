@@ -23,6 +23,16 @@ chain.Tags`, never by its name:
   state round trip       always: the state saved with ``torch.save`` and read back with
                          ``torch.load(weights_only=True)`` continues the run bit for bit
   state stability        always: the state keeps its structure, shapes and dtypes over rounds
+  round cost             always: on the portable kernels (compressors/paths.py, what an
+                         accelerator runs) a round reads nothing back to the host (no
+                         :data:`SYNC_OPS`) and dispatches the same aten ops, one for one, at
+                         n and at 2 n + 1 workers; a layerwise operator whose parts are
+                         ``stackable`` dispatches the same ops for twice the tensors of the
+                         same shapes (:func:`check_layerwise_round_cost`). Methods: the
+                         same for a round of ``method.step`` (:func:`check_method_round_cost`)
+
+The counts are taken on the CPU under a ``TorchDispatchMode`` (:class:`OpCounter`): every aten
+op is a kernel launch on an accelerator, so the count does not depend on the device.
 """
 
 from __future__ import annotations
@@ -103,6 +113,31 @@ def run_operator(
         messages.append(message)
         states.append(state)
     return messages, states
+
+
+#: aten ops that read a device value back to the host (a stall of an accelerator's queue):
+#: ``bool()``, ``int()``, ``float()``, ``.item()`` (``_local_scalar_dense``), and the ops whose
+#: output size depends on the values
+SYNC_OPS = frozenset(
+    {
+        "_local_scalar_dense",
+        "nonzero",
+        "masked_select",
+        "unique",
+        "_unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "equal",
+        "is_nonzero",
+        "item",
+    }
+)
+
+
+def syncs(ops: Counter[str]) -> dict[str, int]:
+    """The host syncs among counted ops, by name."""
+    return {name: count for name, count in ops.items() if name in SYNC_OPS and count}
 
 
 class OpCounter(TorchDispatchMode):
@@ -280,6 +315,84 @@ def _compatible(initial: Any, later: Any) -> bool:
     return initial == later
 
 
+def _context(G: torch.Tensor, t: int) -> RoundContext:
+    """Round t's context for inputs G: x = 0 on a separable quadratic, lr 0.1, unit losses."""
+    x = torch.zeros(G.shape[1], dtype=G.dtype)
+    losses = torch.ones(G.shape[0], dtype=G.dtype)
+    return RoundContext(round_index=t, x=x, lr=0.1, problem=quadratic(G), losses=losses)
+
+
+def assert_flat_cost(small: Counter[str], large: Counter[str], what: str) -> None:
+    """No host sync, and the same ops (name by name) for the larger case."""
+    assert not syncs(small), f"host syncs on the portable path: {syncs(small)}"
+    if small != large:
+        grown = {k: (small[k], large[k]) for k in set(small) | set(large) if small[k] != large[k]}
+        raise AssertionError(f"ops grow with {what}: {grown} (op: count before, after)")
+
+
+def check_round_cost(op, G: torch.Tensor) -> None:
+    """No host sync on the portable kernels, and the same ops at n and 2 n + 1 workers."""
+    n, d = G.shape
+    small, large = _round_ops(op, d, n), _round_ops(op, d, 2 * n + 1)
+    assert_flat_cost(small, large, "the number of workers")
+
+
+def check_layerwise_round_cost(op) -> None:
+    """A layerwise operator whose parts are all ``stackable``: the same ops with every tensor
+    of its layout twice and three times (tensors of equal shape stack into one call; a
+    shape alone is one plain call, so the comparison starts from two of each)."""
+
+    def repeated(times: int) -> Layout:
+        names = tuple(f"{name}_{c}" for c in range(times) for name in op.layout.names)
+        return Layout(names, tuple(op.layout.shapes) * times)
+
+    two, three = repeated(2), repeated(3)
+    once = _round_ops(op.on_layout(two), two.d)
+    more = _round_ops(op.on_layout(three), three.d)
+    assert_flat_cost(once, more, "the number of tensors")
+
+
+def _round_ops(op, d: int, n: int = N_WORKERS, rounds: int = 2) -> Counter[str]:
+    """The aten ops of ``op``'s last of ``rounds`` rounds on ``n`` workers, on the portable
+    kernels (earlier rounds fill caches: a constant built once is not a round's cost); the
+    message's values and bits are read, as the aggregation and the bit count read them."""
+    from compress_bench.compressors.paths import portable
+
+    G = inputs(n, d)
+    streams = Streams(0, n)
+    with portable():
+        state = op.init_state(n, d, G.device, G.dtype)
+        for t in range(rounds):
+            with OpCounter() as counter:
+                message, state = op.compress(G, state, streams, _context(G, t))
+                message.values, message.bits  # noqa: B018 - read, as a round reads them
+    return counter.ops
+
+
+def check_method_round_cost(build: Callable[[int], Any], n: int = 2) -> None:
+    """A round of ``method.step`` (``build(n)`` builds the method for n workers) reads
+    nothing back to the host on the portable kernels and dispatches the same ops at n and
+    2 n + 1 workers (the aggregation, the server phase and the optimizer included)."""
+    assert_flat_cost(_method_round_ops(build(n)), _method_round_ops(build(2 * n + 1)), "workers")
+
+
+def _method_round_ops(method, rounds: int = 3) -> Counter[str]:
+    from compress_bench.compressors.paths import portable
+
+    n = method.problem.n_workers
+    streams = Streams(0, n)
+    x = method.problem.initial_point()
+    state = method.init_state(x)
+    with portable():
+        for k in range(rounds):
+            ev = method.evaluate(x)
+            with OpCounter() as counter:
+                proposal = method.step(x, ev, state, streams, k)
+                proposal.total_bits()
+            x, state = proposal.x, proposal.state
+    return counter.ops
+
+
 def operator_checks(op) -> list[Callable]:
     """The checks that apply to ``op``, chosen by its declared tags."""
     tags = op.tags
@@ -288,6 +401,7 @@ def operator_checks(op) -> list[Callable]:
         check_seeded_determinism,
         check_state_round_trip,
         check_state_stability,
+        check_round_cost,
     ]
     checks.append(check_bits_from_format)
     checks.append(check_payload_round_trip)

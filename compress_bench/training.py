@@ -146,6 +146,10 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
                 if k == rounds:
                     break
                 losses, grads = problem.stochastic_grads(x)
+                proposal = method.step(x, Evaluation(losses, grads), state, run.streams, k)
+                # the loss is read (the round's one read-back) once the round's step is
+                # queued: on an accelerator the compression runs while the host waits; a
+                # refused round's proposal is dropped, as a step over the bit budget is
                 loss = float(losses.mean())
                 if loss0 is None:
                     loss0 = loss
@@ -156,7 +160,6 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
                     writer.write(row)
                     break
                 losses_since.append(loss)
-                proposal = method.step(x, Evaluation(losses, grads), state, run.streams, k)
                 spent = bits.cost(proposal)
                 if max_bits is not None and bits.per_worker_after(spent) > max_bits:
                     reason = "max_bits"

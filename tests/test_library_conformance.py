@@ -32,6 +32,74 @@ def test_operator_conformance(case, build):
     assert ("check_worker_separability" in ran) == separable
 
 
+LAYERWISE_STACKABLE = [
+    (case, build)
+    for case, build in CASES
+    if case.startswith(("layerwise", "layerwise_repeated"))
+    and all(p.tags.stackable for p in build().parts)
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "build"), LAYERWISE_STACKABLE, ids=[c for c, _ in LAYERWISE_STACKABLE]
+)
+def test_layerwise_round_cost_does_not_grow_with_the_tensors(case, build):
+    testing.check_layerwise_round_cost(build())
+
+
+def test_layerwise_cases_with_stackable_parts_are_checked():
+    """The tensor-count check runs where the parts declare ``stackable`` (the tags decide):
+    TopK, the identity and the low-rank operators at least."""
+    ids = " ".join(c for c, _ in LAYERWISE_STACKABLE)
+    for name in ("top_k", "identity", "power_sgd", "rsvd"):
+        assert f"({name}" in ids, name
+
+
+def test_round_cost_check_catches_a_sync_and_an_op_per_worker():
+    """A check that cannot fail is a defect: an operator that reads a value back to the
+    host, and one that loops over the workers, must each fail it."""
+    base = chain(build_compressor({"name": "top_k"}, ratio=0.3))
+
+    class Syncing:
+        tags = base.tags
+        init_state = base.init_state
+
+        def compress(self, G, state, rng, ctx):
+            message, state = base.compress(G, state, rng, ctx)
+            if bool(G.abs().max() > 0):  # a host sync
+                return message, state
+            return message, state
+
+    class PerWorker:
+        tags = base.tags
+        init_state = base.init_state
+
+        def compress(self, G, state, rng, ctx):
+            from dataclasses import replace
+
+            message, state = base.compress(G, state, rng, ctx)
+            rows = torch.stack([row * 1.0 for row in message.values])  # an op per worker
+            return replace(message, values=rows), state
+
+    G = testing.inputs()
+    with pytest.raises(AssertionError, match="host syncs"):
+        testing.check_round_cost(Syncing(), G)
+    with pytest.raises(AssertionError, match="grow with the number of workers"):
+        testing.check_round_cost(PerWorker(), G)
+
+
+def test_layerwise_round_cost_check_catches_a_call_per_tensor():
+    """Forced one call per tensor, a stackable layerwise operator's ops grow with the
+    tensors: the check must see it."""
+    op = layerwise(
+        lambda _, s: chain(build_compressor({"name": "top_k"}, 0.3, shape=s)),
+        testing.REPEATED_SHAPES,
+        stack=False,
+    )
+    with pytest.raises(AssertionError, match="grow with the number of tensors"):
+        testing.check_layerwise_round_cost(op)
+
+
 def test_cases_cover_the_registries():
     from compress_bench.compressors import COMPRESSORS, QUANTIZERS
 
@@ -192,6 +260,45 @@ def test_method_conformance(name, ops):
     method = METHODS[name](_logreg(4), op, 0.2, **options)
     ran = testing.check_method(method)
     assert "check_method_worker_separability" in ran
+
+
+METHOD_COST_OPERATORS = [
+    ("top_k", "power_of_two"),
+    ("top_k", "natural"),
+    ("identity", "none"),
+    ("rand_k", "none"),
+    ("identity", "sign"),
+]
+
+
+@pytest.mark.parametrize(
+    "ops", METHOD_COST_OPERATORS, ids=["+".join(o) for o in METHOD_COST_OPERATORS]
+)
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_round_cost(name, ops):
+    """A round of every method (worker phase, aggregation, server phase, the optimizer, the
+    bit count) reads nothing back to the host on the portable kernels, and its ops do not
+    grow with the workers."""
+    c, q = ops
+
+    def build(n):
+        op = chain(build_compressor({"name": c}, ratio=0.34), build_quantizer({"name": q}))
+        options = {"alpha": 0.5} if name == "diana" and not op.unbiased else {}
+        return METHODS[name](_logreg(n), op, 0.2, **options)
+
+    testing.check_method_round_cost(build)
+
+
+def test_method_round_cost_with_momentum_and_majority_vote():
+    from compress_bench.methods.dcgd import DCGD
+    from compress_bench.optim import ServerOptimizer
+
+    def build(n):
+        op = chain(build_compressor({"name": "identity"}, 1.0), build_quantizer({"name": "sign"}))
+        opt = ServerOptimizer(lr=0.1, momentum=0.9, weight_decay=5e-4)
+        return DCGD(_logreg(n), op, 0.1, optimizer=opt, aggregation="majority_vote")
+
+    testing.check_method_round_cost(build)
 
 
 def test_every_method_class_is_concrete_and_the_check_catches_one_that_is_not():

@@ -49,3 +49,31 @@ def test_the_thesis_figure_axes_come_from_the_finite_values(tmp_path, monkeypatc
     # the x where it stopped (its last row: round 30, 3000 bits; inf: the top edge), not at 1e-3
     assert stop.get_marker() == "x" and stop.get_label() == "_stop: RandK (diverged)"
     np.testing.assert_allclose(position(stop), (3000.0, hi), rtol=1e-9)
+
+
+def _neural_sweep(sweep):
+    """Two jobs of a thesis_cifar-like sweep: one row per epoch with the test metrics."""
+    for num, name in enumerate(("top_k", "rand_k")):
+        m = fake_metrics(name, 0).iloc[:3].copy()
+        m["epoch"] = [0.0, 0.9984, 1.9968]
+        m["test_loss"] = [2.3, 1.9, 1.6]
+        m["test_accuracy"] = [0.1, 0.3, 0.4]
+        write_job(sweep, num, [f"compressor={name}"], fake_summary(name, 0, m), m)
+
+
+def test_the_offline_cifar_figure_says_it_was_drawn_on_the_offline_data(tmp_path, monkeypatch):
+    """make figures-cifar-offline draws thesis_cifar's figure from 10,000 training images: its
+    title must say so, or it reads as the thesis's figure; thesis_cifar's own title does not."""
+    from matplotlib.figure import Figure
+
+    from compress_bench.report.figures import main
+
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    _neural_sweep(tmp_path / "sweep")
+    for experiment in ("thesis_cifar_offline", "thesis_cifar"):
+        assert main([experiment, str(tmp_path / "sweep"), str(tmp_path / f"{experiment}.png")]) == 0
+    offline, full = (fig.get_suptitle() for fig in figures)
+    assert "offline data: 10,000 training images, 1,000 test images" in offline
+    assert offline.startswith(full) and "offline" not in full
+    assert len(figures[0].axes[1].get_lines()) == 2  # both operators drawn

@@ -123,8 +123,7 @@ class ESGD(Compressor):
         if k == d:
             return Message.dense(step.message), step.state._asdict()
         # exactly k per row: the count is known, no reduction over the mask
-        count = torch.full((n,), k, dtype=torch.int64, device=G.device)
-        message = Message(step.message, count, FLOAT_BITS, count * index_bits(d), step.mask)
+        message = Message.of_fixed_size(step.message, k, k * index_bits(d), kept=step.mask)
         return message, step.state._asdict()
 
     def sent_count(self, d: int) -> int:

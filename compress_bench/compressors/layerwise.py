@@ -151,6 +151,7 @@ class Layerwise:
         stack: bool | None = None,
     ):
         self.layout = layout
+        self.op_for = op_for
         # None: stacked groups on the portable path (accelerators, paths.portable), one call
         # per tensor on the CPU, where kernel launches are cheap and the gather copy of a
         # stacked group costs more than it saves (TopK + power-of-two over ResNet18, n = 2:
@@ -319,6 +320,11 @@ class Layerwise:
         except (pickle.PicklingError, TypeError, AttributeError):
             return None
         return chains[0] if len(tails) == 1 else None
+
+    def on_layout(self, layout: Layout) -> Layerwise:
+        """The same per-tensor operators on another layout (the conformance checks grow the
+        tensors to see that the ops of a round do not)."""
+        return Layerwise(self.op_for, layout, self.stack)
 
     def contractive(self, d: int) -> Layerwise:
         """Each tensor's operator in its contractive form (Chain.contractive)."""

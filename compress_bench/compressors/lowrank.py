@@ -149,8 +149,7 @@ class _LowRank(Compressor):
         values = (left @ right.mT).reshape(R, d)
         m, r = left.shape[-2], left.shape[-1]
         c = right.shape[-2]
-        count = torch.full((R,), r * (m + c), dtype=torch.int64, device=values.device)
-        return Message(values, count, FLOAT_BITS, torch.zeros_like(count), factors=(left, right))
+        return Message.of_fixed_size(values, r * (m + c), 0, factors=(left, right))
 
 
 @register_compressor

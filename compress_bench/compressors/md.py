@@ -114,7 +114,10 @@ class _ImportanceCompressor(Compressor):
         kept = self.select(G, w, k, rng)
         values = self.values(G, w, kept)
         values = torch.where(kept, values, torch.zeros((), dtype=G.dtype, device=G.device))
-        message = Message.dense(values) if k == d else Message.sparse(values, kept)
+        if k == d:
+            return Message.dense(values), {"log_weights": z}
+        # every selection rule keeps exactly k per row: a fixed size, counted on the host
+        message = Message.of_fixed_size(values, k, k * index_bits(d), kept=kept)
         return message, {"log_weights": z}
 
     def select(self, G: torch.Tensor, w: torch.Tensor, k: int, rng: Streams) -> torch.Tensor:

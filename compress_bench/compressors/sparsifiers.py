@@ -9,10 +9,12 @@ directly (also 0, which sends nothing) and are what the classes call; tests use 
 
 Large vectors (``d >= LARGE_D``, e.g. a network's gradient) take faster paths with the same
 semantics: TopK's selection is exact either way (see :mod:`.selection`), its values and bits
-are bit-identical; RandK draws its support with :func:`uniform_subset_mask` (O(d/8) random
-draws instead of d uniforms), still a uniformly random k-subset but a different draw from the
-same seed than the small-d method. Which method runs depends only on ``(d, k)``, so runs stay
-reproducible.
+are bit-identical; RandK on the CPU draws its support with :func:`uniform_subset_mask` (O(d/8)
+random draws instead of d uniforms; it reads counts back to the host, free on the CPU),
+still a uniformly random k-subset but a different draw from the same seed than the small-d
+method. Which method runs depends only on ``(d, k)`` and the device (other devices draw the
+d uniforms, with no host sync, as they always drew them from their own generators), so runs
+stay reproducible.
 """
 
 from __future__ import annotations
@@ -141,8 +143,10 @@ def rand_k_from_uniforms(
     k = _k_eff(k, d)
     if k == d:
         return Message.dense(G.clone())
-    factor = d / k if scale == "dk" and k > 0 else 1.0
-    return sparse_message(G, top_k_mask(u, k), factor, send_indices=send_indices)
+    if k == 0:
+        return sparse_message(G, torch.zeros_like(G, dtype=torch.bool))
+    factor = d / k if scale == "dk" else 1.0
+    return _k_per_row_message(G, top_k_mask(u, k), k, factor, send_indices=send_indices)
 
 
 def rand_k_support(generators: list[torch.Generator], d: int, k: int) -> torch.Tensor:
@@ -243,7 +247,7 @@ class RandK(Compressor):
         k = self._k(d)
         if k == d:  # nothing random left: skip the draw
             return Message.dense(G.clone()), state
-        if d >= LARGE_D:
+        if d >= LARGE_D and G.device.type == "cpu":  # a CPU fast path: it syncs, by design
             generators = (
                 rng.shared_round_generators(ctx.round_index, ctx.tensor)
                 if self.shared_seed

@@ -70,6 +70,7 @@ class BitsConvention(Enum):
 
 class Weights(Enum):
     code = "code"
+    integer_k = "integer_k"
     slides = "slides"
 
 

@@ -102,20 +102,20 @@ def build_operator(plain: DictConfig, problem) -> Any:
     (granularity=layer, spec 0.8). A global low-rank operator sees x as the problem's one
     tensor (logistic regression's ``problem.matrix_shape``, spec 18's 8 x 14 reshape)."""
 
+    def chained(compressor):
+        try:
+            return chain(compressor, build_quantizer(plain.quantizer))
+        except ValueError as err:  # a pair that cannot compose (a quantizer on factors)
+            raise ConfigError(f"compressor {compressor.name} with quantizer: {err}") from err
+
     def op_for(name: str, shape: tuple[int, ...]):
-        return chain(
-            build_compressor(plain.compressor, ratio=plain.ratio, shape=shape),
-            build_quantizer(plain.quantizer),
-        )
+        return chained(build_compressor(plain.compressor, ratio=plain.ratio, shape=shape))
 
     if plain.get("granularity", "global") == "layer":
         return layerwise(op_for, problem.layout)
     layout = problem.layout
     shape = layout.shapes[0] if len(layout) == 1 else (problem.d,)
-    return chain(
-        build_compressor(plain.compressor, ratio=plain.ratio, global_shape=shape),
-        build_quantizer(plain.quantizer),
-    )
+    return chained(build_compressor(plain.compressor, ratio=plain.ratio, global_shape=shape))
 
 
 @dataclass

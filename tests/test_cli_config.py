@@ -192,3 +192,11 @@ def test_every_job_of_every_shipped_experiment_passes_the_checks(experiment, tmp
     monkeypatch.chdir(tmp_path)
     for job in _experiment_jobs(experiment, expand=True):
         check_arguments(job)
+
+
+def test_a_quantizer_on_low_rank_factors_is_one_line(tmp_path, monkeypatch, capfd):
+    """PowerSGD per tensor sends factors, which a quantizer cannot round (spec 18): refused
+    once the layout is known. Before: an internal error with a traceback file."""
+    args = ["experiment=mnist_ef_smoke", "compressor=power_sgd", "quantizer=natural"]
+    code, _, err = run_main(args, tmp_path, monkeypatch, capfd)
+    assert_refused(code, err, "power_sgd sends low-rank factors")

@@ -12,6 +12,7 @@ from compress_bench.compressors import RoundContext, build_compressor
 from compress_bench.compressors.importance import ImportanceSolver
 from compress_bench.compressors.md import successive_sampling_mask, weighted_values
 from compress_bench.compressors.selection import top_k_mask
+from compress_bench.errors import ConfigError
 from compress_bench.problems.quadratic import SeparableQuadratic
 from compress_bench.rng import Streams
 
@@ -198,6 +199,28 @@ def test_spec_14_16_examples():
         [[0, -1.8, 0, 1.8, 0, 0]],
         atol=1e-12,
     )
+
+
+def test_integer_k_weighting_sums_the_kept_weights_to_k_not_ratio_d():
+    """weights=integer_k (spec 12 thesis_resnet): where ratio d is an integer it is the code's
+    weighting; at ratio 0.4, d = 6 (ratio d = 2.4, k = 2) the factors sum to 2
+    (the code's to 2.4)."""
+    kept = top_k_mask(W6, 2)
+    np.testing.assert_array_equal(
+        weighted_values(X6, W6, kept, 2, 1 / 3, "integer_k").numpy(),
+        weighted_values(X6, W6, kept, 2, 1 / 3, "code").numpy(),
+    )
+    ones = torch.ones_like(X6)
+    code = torch.where(kept, weighted_values(ones, W6, kept, 2, 0.4, "code"), 0.0)
+    integer = torch.where(kept, weighted_values(ones, W6, kept, 2, 0.4, "integer_k"), 0.0)
+    assert code.sum().item() == pytest.approx(2.4, rel=1e-12)
+    assert integer.sum().item() == pytest.approx(2.0, rel=1e-12)
+    np.testing.assert_allclose(integer.numpy(), code.numpy() * (2 / 2.4), rtol=1e-12)
+
+
+def test_an_unknown_weighting_is_refused():
+    with pytest.raises(ConfigError, match="'code', 'integer_k' or 'slides', got 'k'"):
+        build_compressor({"name": "md_weighted_greedy", "weights": "k"}, ratio=0.2)
 
 
 def md_message(name, G, problem, x, ratio=0.2, **options):

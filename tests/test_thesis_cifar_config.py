@@ -36,11 +36,12 @@ def test_every_operator_is_the_notebooks(experiment, operator):
     c = cfg.compressor
     assert c.name == operator
     # no d/k factor on any operator: RandK samples without replacement, unscaled (spec 12);
-    # TopK, MD Greedy and MD Stochastic unscaled; the weighted ones the code's weights
+    # TopK, MD Greedy and MD Stochastic unscaled; the weighted ones' kept weights sum to the
+    # integer k_l of each tensor (the notebook), not to the convex code's ratio * numel
     if operator in ("rand_k", "top_k", "md_greedy", "md_stochastic"):
         assert c.scale == "none"
     else:
-        assert "scale" not in c and c.weights == "code"
+        assert "scale" not in c and c.weights == "integer_k"
     if operator.startswith("md_"):
         assert c.importance.variant == "thesis_resnet"
     assert cfg.importance.variant == "thesis_resnet"
@@ -70,6 +71,14 @@ def test_rand_k_is_built_unscaled(experiment):
 
 def test_rand_k_keeps_its_unbiased_default_in_other_experiments():
     assert composed("experiment=mnist_ef", "compressor=rand_k").compressor.scale == "dk"
+
+
+@pytest.mark.parametrize("operator", ["md_greedy_weighted", "md_weighted_greedy"])
+def test_weighted_operators_keep_the_code_weighting_in_other_experiments(operator):
+    assert composed("experiment=thesis_logreg", f"compressor={operator}").compressor.weights == (
+        "code"
+    )
+    assert composed(f"compressor={operator}").compressor.weights == "code"
 
 
 def test_the_sweep_is_the_six_operators():

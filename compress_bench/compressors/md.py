@@ -10,9 +10,11 @@ workers at once, then selects k = floor(ratio d) coordinates of each worker's in
 
 Defaults follow the thesis code (spec 27.2): no d/k factor, and the weighted operators scale
 the selected weights to sum to ratio * d (unfloored). Variants: ``scale="dk"`` multiplies the
-unweighted forms by d/k; ``weights="slides"`` uses the weight (d/k) w_i. Bits: k(32 + ceil(log2 d))
-per worker per round (the server does not know w, so indices travel); the solver costs
-``importance.steps`` local gradient evaluations per worker per round and no bits.
+unweighted forms by d/k; ``weights="integer_k"`` scales the selected weights to sum to the
+integer k (the thesis ResNet18 notebook); ``weights="slides"`` uses the weight (d/k) w_i.
+Bits: k (32 + ceil(log2 d)) per worker per round (the server does not know w, so indices
+travel); the solver costs ``importance.steps`` local gradient evaluations per worker per round
+and no bits.
 Reference: Khafizov, "Adaptive compression in distributed optimization", BSc thesis (MIPT,
 2024); METHODS.md sections 12-16.
 """
@@ -38,7 +40,7 @@ from compress_bench.compressors.registry import register_compressor
 from compress_bench.compressors.selection import top_k_mask
 from compress_bench.rng import Streams
 
-WEIGHTINGS = ("code", "slides")
+WEIGHTINGS = ("code", "integer_k", "slides")
 # Keys of zero-weight coordinates in successive sampling: below every log w + Gumbel of a
 # positive weight (log w >= -745 in float64, Gumbel noise >= -4), random among themselves.
 _FILL_KEY = -1.0e4
@@ -61,13 +63,17 @@ def successive_sampling_mask(w: torch.Tensor, k: int, u: torch.Tensor) -> torch.
 def weighted_values(
     G: torch.Tensor, w: torch.Tensor, kept: torch.Tensor, k: int, ratio: float, weights: str
 ) -> torch.Tensor:
-    """w-weighted values on the kept set: (ratio d) w_i / sum_S w_j (code) or (d/k) w_i."""
+    """w-weighted values on the kept set: (ratio d) w_i / sum_S w_j (code), k w_i / sum_S w_j
+    (integer_k: the thesis ResNet18 notebook, spec 12 thesis_resnet) or (d/k) w_i (slides)."""
     d = G.shape[1]
     w_kept = torch.where(kept, w, torch.zeros((), dtype=w.dtype, device=w.device))
-    if weights == "code":
+    if weights in ("code", "integer_k"):
         # the floor only matters when every kept weight underflowed to 0 (then all are 0)
         total = w_kept.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-        factor = (ratio * d) * w_kept / total
+        # the convex thesis code sums the weights to the unfloored ratio d; its ResNet18
+        # notebook to the integer k of the tensor (ceil(ratio numel) there)
+        scale = ratio * d if weights == "code" else float(k)
+        factor = scale * w_kept / total
     else:
         factor = (d / k) * w_kept
     return factor * G
@@ -152,7 +158,7 @@ class _Weighted(_ImportanceCompressor):
     def __init__(self, *, ratio: float, weights: str = "code", importance=None):
         super().__init__(ratio=ratio, importance=importance)
         if weights not in WEIGHTINGS:
-            raise ValueError(f"weights must be 'code' or 'slides', got {weights!r}")
+            raise ValueError(f"weights must be 'code', 'integer_k' or 'slides', got {weights!r}")
         self.weights = weights
 
     def values(self, G, w, kept):
@@ -196,7 +202,8 @@ class MDGreedy(_Unweighted):
 @register_compressor
 class MDGreedyWeighted(_Weighted):
     """MD Greedy Weighted (spec 15): S = the k largest w_i;
-    C(x) = sum_{i in S} (ratio d w_i / sum_{j in S} w_j) x_i e_i (``weights="code"``, default) or
+    C(x) = sum_{i in S} (ratio d w_i / sum_{j in S} w_j) x_i e_i (``weights="code"``, default),
+    with k in place of ratio d (``weights="integer_k"``, the thesis ResNet18 notebook) or
     (d/k) sum_{i in S} w_i x_i e_i (``weights="slides"``). No class constant.
     Bits: k (32 + ceil(log2 d))."""
 

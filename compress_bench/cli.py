@@ -85,6 +85,7 @@ _checked = Checked()
 
 @hydra.main(version_base="1.3", config_path="pkg://compress_bench.conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from compress_bench.compressors.paths import portable
     from compress_bench.runner import build_run, execute
 
     signals.check()  # a signal held while the imports ran
@@ -102,7 +103,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         run = build_run(cfg)
         signals.check()  # one held while build_run imported a module
         _log_warnings(log.warning)
-        summary = execute(run, out_dir)
+        # kernels=portable: the CPU runs the accelerators' sync-free code (compressors/paths.py)
+        with portable(getattr(cfg.get("kernels"), "name", None) == "portable"):
+            summary = execute(run, out_dir)
     except UserError as err:
         _reraise_signal()
         discarded = not sweeping and _discard_refused_run(hydra_cfg)

@@ -97,6 +97,11 @@ class Device(Enum):
     cuda = "cuda"
 
 
+class Kernels(Enum):
+    auto = "auto"
+    portable = "portable"
+
+
 class DType(Enum):
     float64 = "float64"
     float32 = "float32"
@@ -472,6 +477,9 @@ class Config:
     data_dir: str | None = None
     # torch's intra-op threads; None: 1 (runner.resolve_threads says why)
     threads: int | None = bounded(None, ge=1)
+    # auto: the CPU's fast paths on the CPU; portable: the accelerator's code on every device
+    # (same numbers; compressors/paths.py)
+    kernels: Kernels = Kernels.auto
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     # neural problems: test metrics every this many rounds (None: log_every)
     eval_every: int | None = bounded(None, ge=1)

@@ -43,6 +43,7 @@ RESUME_FREE_KEYS = (
     "resume",
     "progress",
     "threads",
+    "kernels",
     "data_dir",
     "diverge_factor",
 )

@@ -393,6 +393,64 @@ def _method_round_ops(method, rounds: int = 3) -> Counter[str]:
     return counter.ops
 
 
+class _LayoutProblem:
+    """What a method's round reads of a problem, for a model's layout without its data: the
+    workers, the dimension, the layout; the round's gradients come from the caller."""
+
+    def __init__(self, layout: Layout, n_workers: int):
+        self.layout, self.d, self.n_workers = layout, layout.d, n_workers
+
+
+def layout_round_cost(
+    layout: Layout,
+    compressor: dict[str, Any],
+    quantizer: dict[str, Any],
+    n: int,
+    *,
+    method: str = "dcgd",
+    ratio: float = 0.2,
+    momentum: float = 0.9,
+    dtype: torch.dtype = torch.float32,
+    rounds: int = 3,
+    portable_kernels: bool = True,
+) -> Counter[str]:
+    """The aten ops of the last of ``rounds`` rounds of ``method.step`` with ``compressor``
+    and ``quantizer`` per tensor of ``layout`` (k_l = ceil(ratio numel_l), as
+    ``granularity=layer``) on ``n`` workers with random gradients, an SGD server optimizer
+    with ``momentum`` and weight decay, the bit count read: a model's round without its
+    forward/backward (``benchmarks/bench_round_ops.py`` prints it for ResNet18). Operators
+    that need an objective cannot run here."""
+    from compress_bench.compressors import build_compressor, build_quantizer
+    from compress_bench.compressors.chain import chain
+    from compress_bench.compressors.layerwise import layerwise
+    from compress_bench.compressors.paths import portable
+    from compress_bench.methods import METHODS
+    from compress_bench.methods.base import Evaluation
+    from compress_bench.optim import ServerOptimizer
+
+    def op_for(name: str, shape: tuple[int, ...]):
+        c = build_compressor(compressor, ratio=ratio, shape=shape)
+        return chain(c, build_quantizer(quantizer))
+
+    lr = 0.001
+    optimizer = ServerOptimizer(lr=lr, momentum=momentum, weight_decay=5e-4)
+    problem = _LayoutProblem(layout, n)
+    m = METHODS[method](problem, layerwise(op_for, layout), lr, optimizer=optimizer)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(layout.d, generator=generator, dtype=dtype)
+    streams = Streams(0, n)
+    with portable(portable_kernels):
+        state = m.init_state(x)
+        for k in range(rounds):
+            grads = torch.randn(n, layout.d, generator=generator, dtype=dtype)
+            ev = Evaluation(torch.ones(n, dtype=dtype), grads)
+            with OpCounter() as counter:
+                proposal = m.step(x, ev, state, streams, k)
+                proposal.total_bits()
+            x, state = proposal.x, proposal.state
+    return counter.ops
+
+
 def operator_checks(op) -> list[Callable]:
     """The checks that apply to ``op``, chosen by its declared tags."""
     tags = op.tags

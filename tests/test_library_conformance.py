@@ -315,3 +315,20 @@ def test_every_method_class_is_concrete_and_the_check_catches_one_that_is_not():
 
     with pytest.raises(AssertionError, match="abstract"):
         testing.check_method_class(Half)
+
+
+def test_resnet18_round_on_the_portable_kernels_meets_the_issue_17_target():
+    """ResNet18's layout (62 tensors), TopK + power-of-two per tensor, DCGD with SGD momentum:
+    at most 400 aten ops per round at n = 2, no host sync, the same ops at n = 8 (3,156 ops
+    and 238 syncs before issue 17; benchmarks/bench_round_ops.py prints the other operators)."""
+    from compress_bench.layout import Layout
+    from compress_bench.models import build_model
+
+    layout = Layout.of(build_model("resnet18"))
+    assert len(layout) == 62
+    ops = [
+        testing.layout_round_cost(layout, {"name": "top_k"}, {"name": "power_of_two"}, n, rounds=2)
+        for n in (2, 8)
+    ]
+    assert sum(ops[0].values()) <= 400, ops[0].most_common(10)
+    testing.assert_flat_cost(ops[0], ops[1], "the number of workers")

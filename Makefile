@@ -54,6 +54,7 @@ bench: install  ## the benchmarks (ratios measured in one run on this machine)
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_neural.py
+	$(BIN)/python benchmarks/bench_round_ops.py
 	$(BIN)/python benchmarks/bench_lowrank.py
 
 figures-cifar: install  ## the thesis figure ResNet_CIFAR10 (6 operators x 20 epochs: needs a GPU)

@@ -1,0 +1,139 @@
+"""The torch.distributed communicator: one process (rank) per worker, messages moved between
+processes by collectives (gloo on the CPU, NCCL on GPUs).
+
+Each rank holds one worker's row (``n_local = 1``) of a job of ``world`` workers, the
+rank's index being the worker's. What crosses the process boundary, per call:
+
+  dense message (every coordinate sent)     one ``all_gather`` of the (d,) values
+  fixed-size sparse message (TopK, RandK,   one ``all_gather`` of one flat buffer: the k
+    the md_* family, per tensor or not)       values, then the k indices, in the run's dtype
+                                              (indices reinterpreted bit for bit, int64 in a
+                                              float64 run, int32 in a float32 one)
+  variable-size sparse message              the counts first (``all_gather`` of one integer),
+                                              then the buffers padded to the largest
+                                              (``all_gather`` refuses uneven sizes on gloo)
+  sign message (majority vote)              one ``all_gather`` of int8 signs
+  ``all_reduce_mean`` (PowerSGD's factors)  one ``all_gather`` of the rank's rows
+
+Every call gathers the rows and reduces them with the simulator's own expression (``mean``
+or ``sum`` over dim 0 of the (world, d) rows), so a run over n ranks computes the simulator's
+numbers with n workers bit for bit, in float64 and float32 alike; an ``all_reduce`` would
+sum in the backend's order instead. The price is world x d memory per call, which a
+tool that compares compressors can pay; PyTorch's DDP hook uses an all-reduce where it can
+(compress_bench.ddp).
+
+The values travel in the run's dtype, not in the message's wire format (32-bit floats,
+ceil(log2 d)-bit indices, quantized symbols: ``Message.bits``); ``bytes_sent`` counts what
+this rank really put on the wire (its send buffers: the gather moves the same buffer to
+every other rank), so that the computed bits and the real bytes stand side by side. The
+reference encoder of the wire format is :mod:`compress_bench.compressors.wire`.
+
+Index extraction reads the mask's nonzero entries (a host sync): free on the CPU, one stall
+per call on a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from compress_bench.compressors.base import Message
+
+_INDEX_DTYPE = {torch.float64: torch.int64, torch.float32: torch.int32}
+
+
+class TorchDistributedCommunicator:
+    """The :class:`~compress_bench.comm.base.Communicator` of a torch.distributed rank (see
+    the module docstring). ``group``: the process group (None: the default one)."""
+
+    n_local: int | None = 1
+
+    def __init__(self, group: dist.ProcessGroup | None = None):
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError("torch.distributed is not initialised in this process")
+        self.group = group
+        self.world: int | None = dist.get_world_size(group)
+        self.rank = dist.get_rank(group)
+        #: bytes this rank has put on the wire so far (its send buffers), and collectives
+        self.bytes_sent = 0
+        self.collectives = 0
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def mean(self, message: Message) -> torch.Tensor:
+        """(1/world) sum_i values_i, shape (d,), every rank the same numbers."""
+        return self.gather_rows(message).mean(dim=0)
+
+    def all_reduce_mean(self, X: torch.Tensor) -> torch.Tensor:
+        """This rank's rows replaced by the mean over every worker's rows, shape kept."""
+        # X's rows are this rank's workers: every rank's, concatenated, are the simulator's X
+        rows = self._gather_equal(X.contiguous(), concatenate=True)
+        return rows.mean(dim=0, keepdim=True).expand_as(X)
+
+    def all_gather(self, payload: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every worker's payload (this rank holds one), of any sizes: sizes first, then the
+        buffers padded to the largest."""
+        (mine,) = payload
+        flat = mine.reshape(-1)
+        sizes = self._sizes(flat.numel())
+        buffers = self._gather_padded(flat, sizes)
+        return [b[:s] for b, s in zip(buffers, sizes, strict=True)]
+
+    def sum_signs(self, message: Message) -> torch.Tensor:
+        """sum_i values_i of sign messages (values in {-1, 0, 1}), shape (d,)."""
+        signs = message.values.reshape(-1).to(torch.int8)
+        rows = self._gather_equal(signs).to(message.values.dtype)
+        return rows.sum(dim=0)
+
+    # -- moving messages -----------------------------------------------------------------
+
+    def gather_rows(self, message: Message) -> torch.Tensor:
+        """Every worker's decoded row, (world, d), from this rank's message (1, d)."""
+        values = message.values
+        if values.shape[0] != 1:
+            raise ValueError(f"a rank holds one worker's row, got {values.shape[0]}")
+        row = values[0]
+        if message.kept is None:
+            return self._gather_equal(row.contiguous())
+        kept = message.sent()[0]
+        indices = kept.nonzero().reshape(-1)  # a host sync: see the module docstring
+        index_dtype = _INDEX_DTYPE.get(row.dtype)
+        if index_dtype is None:
+            raise ValueError(f"values of dtype {row.dtype} cannot carry their indices")
+        buffer = torch.cat([row[indices], indices.to(index_dtype).view(row.dtype)])
+        if message.fixed is not None:  # every rank sends the same count: no size exchange
+            sizes = [buffer.numel()] * self.world
+            buffers = list(self._gather_equal(buffer).unbind(0))
+        else:
+            sizes = self._sizes(buffer.numel())
+            buffers = self._gather_padded(buffer, sizes)
+        rows = torch.zeros(self.world, row.numel(), dtype=row.dtype, device=row.device)
+        for i, (b, size) in enumerate(zip(buffers, sizes, strict=True)):
+            count = size // 2
+            where = b[count:size].view(index_dtype).to(torch.int64)
+            rows[i].index_copy_(0, where, b[:count])
+        return rows
+
+    def _gather_equal(self, t: torch.Tensor, concatenate: bool = False) -> torch.Tensor:
+        """(world, *t.shape): every rank's ``t`` (same shape everywhere); ``concatenate``:
+        along t's first dimension instead."""
+        out = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(out, t, group=self.group)
+        self._count(t)
+        return torch.cat(out) if concatenate else torch.stack(out)
+
+    def _sizes(self, size: int) -> list[int]:
+        """Every rank's buffer length (one small all_gather; read on the host)."""
+        mine = torch.tensor([size], dtype=torch.int64)
+        sizes = self._gather_equal(mine)
+        return [int(s) for s in sizes.reshape(-1).tolist()]
+
+    def _gather_padded(self, flat: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+        longest = max(sizes)
+        padded = torch.zeros(longest, dtype=flat.dtype, device=flat.device)
+        padded[: flat.numel()] = flat
+        return list(self._gather_equal(padded).unbind(0))
+
+    def _count(self, t: torch.Tensor) -> None:
+        self.bytes_sent += t.numel() * t.element_size()
+        self.collectives += 1

@@ -16,17 +16,17 @@ export COMPRESS_BENCH_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: help install run test test-slow lint format bench figures figures-cifar figures-cifar-offline figures-mnist docs clean
+.PHONY: help install run test test-slow lint format bench figures figures-cifar figures-cifar-offline figures-mnist docs clean example-ddp
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP)  ## create .venv, install torch (CPU) and the project with its dev tools
+install: $(STAMP)  ## create .venv, install torch (CPU) and the project with its dev tools and cluster launchers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,cluster]"
 	touch $(STAMP)
 
 run: install  ## run the default experiment (extra overrides: make run ARGS="ratio=0.1")
@@ -56,6 +56,8 @@ bench: install  ## the benchmarks (ratios measured in one run on this machine)
 	$(BIN)/python benchmarks/bench_neural.py
 	$(BIN)/python benchmarks/bench_round_ops.py
 	$(BIN)/python benchmarks/bench_lowrank.py
+	$(BIN)/python benchmarks/bench_distributed.py
+	$(BIN)/python benchmarks/bench_ddp.py
 
 figures-cifar: install  ## the thesis figure ResNet_CIFAR10 (6 operators x 20 epochs: needs a GPU)
 	rm -rf $(FIGURES)/thesis_cifar
@@ -100,3 +102,6 @@ figures-mnist: install  ## the MNIST figures of issue 16 (eSGD; EF21 with low-ra
 
 docs: install  ## regenerate docs/compressors.md from the registries
 	$(BIN)/python -m compress_bench.docs > docs/compressors.md
+
+example-ddp: install  ## MNIST under torchrun, 2 ranks, with the DDP hook (ARGS="--steps 500 --compressor power_sgd --rank 2")
+	$(BIN)/torchrun --standalone --nproc_per_node=2 examples/ddp_mnist.py $(ARGS)

@@ -38,7 +38,11 @@ import traceback
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+)
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -63,6 +67,10 @@ TRACEBACK_FILE = "error.log"
 OmegaConf.register_new_resolver(
     "run_id", lambda: f"{os.getpid()}-{secrets.token_hex(3)}", use_cache=True, replace=True
 )
+# ${cb_default:${key},fallback}: the value, or the fallback when it is null (conf/hydra/launcher)
+OmegaConf.register_new_resolver(
+    "cb_default", lambda value, fallback: fallback if value is None else value, replace=True
+)
 register_configs()
 
 # Hydra plugins that a launcher or sweeper option needs (hydra/launcher=joblib, ...)
@@ -85,6 +93,7 @@ _checked = Checked()
 
 @hydra.main(version_base="1.3", config_path="pkg://compress_bench.conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from compress_bench import dist
     from compress_bench.compressors.paths import portable
     from compress_bench.runner import build_run, execute
 
@@ -98,14 +107,29 @@ def _hydra_main(cfg: DictConfig) -> None:
     )
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        if not resume:
+        torchrun_rank = dist.is_distributed(cfg) and dist.under_torchrun()
+        if not resume and not (torchrun_rank and os.environ["RANK"] != "0"):
+            # (a torchrun rank other than 0 may share rank 0's folder: it writes nothing there)
             refuse_used_run_folder(out_dir)  # a folder given by interpolation reaches here
-        run = build_run(cfg)
+        distributed = dist.is_distributed(cfg)
+        if torchrun_rank:  # this process is one rank of torchrun's
+            summary = dist.run_as_torchrun_rank(cfg, out_dir)
+            if summary is None:  # not rank 0: rank 0's folder holds the run
+                _discard_refused_run(hydra_cfg)
+                return
+            _log_final(summary, out_dir)
+            return
+        run = build_run(cfg)  # in the parent too: every config error is one line here
         signals.check()  # one held while build_run imported a module
         _log_warnings(log.warning)
-        # kernels=portable: the CPU runs the accelerators' sync-free code (compressors/paths.py)
-        with portable(getattr(cfg.get("kernels"), "name", None) == "portable"):
-            summary = execute(run, out_dir)
+        if distributed:
+            dist.check(cfg, stochastic=run.problem.stochastic)
+            del run
+            summary = dist.launch(cfg, out_dir)
+        else:
+            # kernels=portable: the CPU runs the accelerators' sync-free code (paths.py)
+            with portable(getattr(cfg.get("kernels"), "name", None) == "portable"):
+                summary = execute(run, out_dir)
     except UserError as err:
         _reraise_signal()
         discarded = not sweeping and _discard_refused_run(hydra_cfg)
@@ -226,6 +250,8 @@ def _record_failure(out_dir: Path, err: Exception) -> None:
 
 def one_line(err: BaseException) -> str:
     """A single line saying what is wrong, from our errors or Hydra's and OmegaConf's."""
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, UserError):
+        return one_line(err.__cause__)  # our launcher refused its settings (hydra_plugins/)
     if isinstance(err, MissingConfigException) and err.options:
         return _unknown_option(err)
     if isinstance(err, ConfigCompositionException):
@@ -306,6 +332,7 @@ def main() -> None:
         _forget_last_sweep()
         _checked = check_arguments(sys.argv[1:])
         signals.check()
+        _register_launchers()
         try:
             _hydra_main()
         except PassThrough as job:
@@ -329,6 +356,14 @@ def main() -> None:
         if debug:
             raise
         _fail(f"error: {one_line(err)}", EXIT_USAGE)
+
+
+def _register_launchers() -> None:
+    """hydra/launcher=slurm and slurm_local (conf/hydra/launcher/): Hydra's plugin scan misses
+    them in an editable install (hydra_plugins/compress_bench_launcher)."""
+    from hydra_plugins.compress_bench_launcher import register
+
+    register()
 
 
 def _stop_if_signalled() -> None:

@@ -102,6 +102,11 @@ class Kernels(Enum):
     portable = "portable"
 
 
+class Backend(Enum):
+    simulated = "simulated"
+    torch_distributed = "torch_distributed"
+
+
 class DType(Enum):
     float64 = "float64"
     float32 = "float32"
@@ -446,6 +451,44 @@ class DIANAConfig:
     init: DIANAInit = DIANAInit.zeros
 
 
+# --- simulated network (spec 28) -------------------------------------------------------------
+
+
+class Topology(Enum):
+    """How the uplink is organised (spec 28; compress_bench/comm/network.py)."""
+
+    ps = "ps"
+    ps_shared = "ps_shared"
+    ring = "ring"
+    allgather = "allgather"
+
+
+NO_NETWORK = "none"  # network=none, the default: no simulated time, no columns
+
+
+@dataclass
+class NetworkConfig:
+    """The alpha-beta network model of spec 28: comm_time and sim_time columns per row.
+    ``network=none`` (the default) has the keys too, so that a sweep over presets can
+    override them (``-m network=ethernet_1g,infiniband_100g network.topology=ring``: Hydra
+    applies ``network.topology`` to the default before the jobs choose their preset)."""
+
+    name: str = NO_NETWORK
+    latency: float | None = bounded(None, ge=0)  # alpha, seconds per message
+    bandwidth: float | None = bounded(None, gt=0)  # B, bits per second
+    topology: Topology = Topology.ps
+    # seconds of compute per round; None: the measured wall time
+    compute_time: float | None = bounded(None, ge=0)
+
+
+def network_node(cfg: Any) -> Any:
+    """The config's network node, None for no network (no node, or ``network=none``)."""
+    node = cfg.get("network")
+    if node is None or node.get("name") == NO_NETWORK:
+        return None
+    return node
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -457,6 +500,7 @@ class Config:
     quantizer: Any = MISSING
     method: Any = MISSING
     optimizer: Any = None
+    network: Any = None  # a network preset (spec 28); none: no simulated time
     ratio: float = bounded(0.2, gt=0, le=1)
     granularity: Granularity = Granularity["global"]
     n_workers: int = bounded(1, ge=1)
@@ -480,6 +524,10 @@ class Config:
     # auto: the CPU's fast paths on the CPU; portable: the accelerator's code on every device
     # (same numbers; compressors/paths.py)
     kernels: Kernels = Kernels.auto
+    # simulated: the n workers are rows of one batch; torch_distributed: one process per
+    # worker (spawned on 127.0.0.1, or the ranks of an external torchrun), compress_bench/dist.py
+    backend: Backend = Backend.simulated
+    dist_timeout: float = bounded(120.0, gt=0)  # seconds a rank waits for the others
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     # neural problems: test metrics every this many rounds (None: log_every)
     eval_every: int | None = bounded(None, ge=1)
@@ -525,6 +573,10 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "scaled_sign": ScaledSignConfig,
     },
     "method": {"dcgd": DCGDConfig, "ef": EFConfig, "ef21": EF21Config, "diana": DIANAConfig},
+    # presets of one schema (conf/network/), each with its own name
+    "network": dict.fromkeys(
+        (NO_NETWORK, "ethernet_1g", "ethernet_10g", "infiniband_100g"), NetworkConfig
+    ),
 }
 
 
@@ -641,6 +693,15 @@ def validate(cfg: DictConfig) -> None:
     and finiteness), and the top level against :class:`Config`."""
     check_keys(cfg)
     _check_node(cfg, Config, "")
+    network = network_node(cfg)
+    if network is not None:
+        missing = [key for key in ("latency", "bandwidth") if network.get(key) is None]
+        if group_schema("network", network) is None or missing:
+            presets = ", ".join(name for name in SCHEMAS["network"] if name != NO_NETWORK)
+            raise ConfigError(
+                f"a network needs a latency and a bandwidth: choose one of {presets} "
+                "(network=ethernet_1g), then override its keys if need be"
+            )
     for group, node in cfg.items():
         schema = group_schema(str(group), node)
         if schema is not None:
@@ -838,6 +899,16 @@ def _problem_unused(cfg: DictConfig, key: str) -> str | None:
     return None
 
 
+def _network_unused(cfg: DictConfig, key: str) -> str | None:
+    if key.startswith("network.") and network_node(cfg) is None:
+        presets = ", ".join(name for name in SCHEMAS["network"] if name != NO_NETWORK)
+        return (
+            f"{key} has no effect without a network (network=none, the default); choose one "
+            f"of {presets} (network=ethernet_1g {key}=...)"
+        )
+    return None
+
+
 def _data_dir_unused(cfg: DictConfig, key: str) -> str | None:
     """Only a warning: where data would be looked for cannot change a result."""
     if key == "data_dir" and cfg.data_dir is not None and cfg.problem.name == "synthetic_logreg":
@@ -852,5 +923,6 @@ UNUSED_RULES = (
     _tol_metric_unused,
     _optimizer_unused,
     _problem_unused,
+    _network_unused,
     _data_dir_unused,
 )

@@ -31,6 +31,9 @@ class Interrupted(BaseException):
         super().__init__(sig.name)
         self.signal = sig
 
+    def __reduce__(self):  # a launcher's worker process (joblib) sends it back pickled
+        return type(self), (self.signal,)
+
     @property
     def exit_code(self) -> int:
         return 128 + int(self.signal)  # the shell's convention for death by signal
@@ -44,3 +47,6 @@ class PassThrough(BaseException):
     def __init__(self, error: Exception):
         super().__init__(str(error))
         self.error = error
+
+    def __reduce__(self):  # as Interrupted
+        return type(self), (self.error,)

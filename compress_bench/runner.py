@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +37,25 @@ from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import k_from_ratio
 from compress_bench.compressors.chain import chain
 from compress_bench.compressors.layerwise import layerwise, tensor_k
-from compress_bench.config import validate
+from compress_bench.config import network_node, validate
 from compress_bench.errors import ConfigError, UserError
 from compress_bench.loop import (
     CONVEX_TOL_METRICS,
     TRAINING_TOL_METRICS,
-    BitLedger,
     Progress,
     diverge_factor,
     failure_to_raise,
     finish_summary,
+    ledger_for,
+    ledger_needs,
     run_title,
     start_run,
+    time_totals,
     tol_reached,
 )
 from compress_bench.memory import keep_freed_memory
 from compress_bench.methods import method_class
-from compress_bench.methods.base import Evaluation
+from compress_bench.methods.base import Evaluation, compression_error
 from compress_bench.optim import build_optimizer
 from compress_bench.problems import build_problem
 from compress_bench.report import (
@@ -70,6 +73,8 @@ log = logging.getLogger("compress_bench")
 def plain_config(cfg: DictConfig) -> DictConfig:
     """The composed config as plain data: enums as strings, interpolations resolved."""
     keys = [key for key in cfg if key != "hydra"]  # Hydra's own node may not resolve here
+    if network_node(cfg) is None:  # network=none (spec 28): the config as it was without one
+        keys = [key for key in keys if key != "network"]
     container = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, keys), resolve=True, enum_to_str=True
     )
@@ -129,6 +134,10 @@ class Run:
     fstar: float
     k: int
     streams: Streams  # every worker's random streams: the run owns them, the method borrows
+    #: backend=torch_distributed: this rank's communicator (None: the simulator) and index;
+    #: the method then holds worker ``rank``'s row only, the problem stays whole (metrics)
+    communicator: Any = None
+    rank: int = 0
 
 
 def resolve_threads(requested: int | None) -> int:
@@ -147,7 +156,9 @@ def resolve_threads(requested: int | None) -> int:
     return 1 if requested is None else int(requested)
 
 
-def build_run(cfg: DictConfig) -> Run:
+def build_run(cfg: DictConfig, rank: int | None = None) -> Run:
+    """The run of ``cfg``; ``rank``: inside a torch.distributed rank (its process group
+    initialised), the part of worker ``rank``."""
     validate(cfg)
     plain = plain_config(cfg)
     torch.set_num_threads(resolve_threads(plain.get("threads")))
@@ -176,16 +187,26 @@ def build_run(cfg: DictConfig) -> Run:
             "minibatch noise is not in it"
         )
     method_options = {key: value for key, value in plain.method.items() if key != "name"}
+    workers: Any = plain.n_workers
+    method_problem, communicator = problem, None
+    if rank is not None:  # one worker's row, its streams, messages through torch.distributed
+        from compress_bench.comm.distributed import TorchDistributedCommunicator
+        from compress_bench.problems.workers import WorkerView
+
+        workers, method_problem = [rank], WorkerView(problem, [rank])
+        communicator = TorchDistributedCommunicator()
     method = method_cls(
-        problem=problem,
+        problem=method_problem,
         operator=operator,
         lr=lr,
         optimizer=build_optimizer(plain.get("optimizer"), lr, plain.rounds),
+        communicator=communicator,
         **method_options,
     )
     fstar = problem.reference().fstar if has_constants else math.nan
-    streams = Streams(plain.seed, plain.n_workers, device)
-    return Run(plain, problem, method, lr, fstar, nominal_k(plain, problem), streams)
+    streams = Streams(plain.seed, workers, device)
+    k = nominal_k(plain, problem)
+    return Run(plain, problem, method, lr, fstar, k, streams, communicator, rank or 0)
 
 
 def _refuse_what_needs_constants(plain: DictConfig) -> None:
@@ -246,11 +267,13 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         from compress_bench.training import execute_training
 
         return execute_training(run, out_dir)
-    cfg, problem, method = run.cfg, run.problem, run.method
+    cfg, problem, method, comm = run.cfg, run.problem, run.method, run.communicator
     n = problem.n_workers
-    bits = BitLedger(n, thesis=cfg.bits_convention == "thesis")
-    columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ())
-    started = start_run(run, out_dir, columns, CONVEX_NEEDS)
+    bits = ledger_for(cfg, n, thesis=cfg.bits_convention == "thesis", first_worker=run.rank)
+    columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ()) + bits.columns
+    if comm is not None:
+        columns += (BYTES_SENT_COLUMN,)
+    started = start_run(run, out_dir, columns, ledger_needs(CONVEX_NEEDS, bits))
     summary, summary_path, checkpoints = started.summary, started.summary_path, started.checkpoints
     resumed = started.resumed
     problem.evaluations = 0  # count only the run's own oracle calls, not the f* solve
@@ -262,6 +285,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
     else:
         x, state, start_round = resumed.x, resumed.method, resumed.round
         bits.total, bits.thesis_total = resumed.ledger["total"], resumed.ledger["thesis_total"]
+        bits.restore_time(resumed.ledger)
         problem.evaluations = resumed.ledger["grad_evals"]
         grad0, kept_rows = resumed.metrics["grad0"], resumed.metrics["rows"]
         last_round = dict(resumed.metrics["last_round"])
@@ -288,6 +312,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 "total": bits.total,
                 "thesis_total": bits.thesis_total,
                 "grad_evals": problem.evaluations,
+                **bits.time_state(),
             },
             metrics={
                 "rows": writer.rows,
@@ -313,7 +338,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 # a SIGTERM/SIGINT held during the last round stops here
                 checkpoints.round_start(k, start_round, lambda k=k: run_state(k, writer))
                 grad_evals = problem.evaluations
-                ev, full = _evaluate(problem, method, x, minibatch)
+                ev, full = _evaluate(problem, method, x, minibatch, comm)
                 loss, grad_norm = float(full.loss), float(full.grad.norm())
                 if grad0 is None:
                     grad0 = grad_norm
@@ -330,6 +355,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                     "compression_error": math.nan,
                     "wall_time": time.perf_counter() - start,
                 }
+                bits.stamp(row)
                 stop = None
                 if not _finite(loss, grad_norm) or (has_factor and rel > factor):
                     status, stop = "diverged", "diverged"
@@ -339,11 +365,15 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 elif k == rounds:
                     stop = "rounds"
                 logged = stop is not None or k % log_every == 0
+                if logged and comm is not None:  # the bytes the ranks really sent, per rank
+                    row[BYTES_SENT_COLUMN] = comm.sum_ints((comm.bytes_sent,))[0] / n
                 if logged:  # before the round is attempted: a crash in it keeps this row
                     write_row(row)
                 if stop is None:
                     proposal = method.step(x, ev, state, run.streams, k)
                     spent = bits.cost(proposal)
+                    if comm is not None:  # every rank counts the round's bits of all workers
+                        spent = comm.sum_ints(spent)
                     if max_bits is not None and bits.per_worker_after(spent) > max_bits:
                         stop = "max_bits"
                         if not logged:
@@ -354,7 +384,11 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 x, state = proposal.x, proposal.state
                 bits.add(spent)
                 last_round = {"bits_per_coordinate": spent[0] / (n * problem.d)}
-                pending_error = proposal.compression_error
+                pending_error = (
+                    proposal.compression_error
+                    if comm is None
+                    else partial(_gathered_compression_error, proposal, comm)
+                )
                 progress.update(k + 1, rounds, rel, bits.budget_total / n)
     except BaseException as err:  # record the failure, keep every row written, re-raise
         progress.close()
@@ -388,20 +422,40 @@ def _divergence(loss: float, grad_norm: float, rel: float, factor: float | None)
     return f"||grad f(x^k)|| / ||grad f(x^0)|| = {rel:.3g} > diverge_factor {factor:g}"
 
 
-def _evaluate(problem, method, x: torch.Tensor, minibatch: bool):
+def _evaluate(problem, method, x: torch.Tensor, minibatch: bool, comm=None):
     """(what the workers step with, what the metrics report) at x: the same full-batch
     evaluation, or with ``problem.batch_size`` the round's minibatch gradients and the
-    full-data loss and gradient (which the metrics need and no worker pays for)."""
+    full-data loss and gradient (which the metrics need and no worker pays for). In a
+    torch.distributed rank (``comm``) the workers' evaluation is this rank's row and the
+    metrics' the rows of every rank, gathered."""
     if not minibatch:
         ev = method.evaluate(x)
-        return ev, ev
+        if comm is None:
+            return ev, ev
+        # one gather: each row's loss, then its gradient
+        rows = comm.gather_metric(torch.cat([ev.losses[:, None], ev.grads], dim=1))
+        return ev, Evaluation(rows[:, 0], rows[:, 1:])
     problem.next_batches()
     full = Evaluation(*problem.shard_loss_and_grad(x.expand(problem.n_workers, -1)))
     return method.evaluate(x), full
 
 
+#: backend=torch_distributed: bytes each rank put on the wire so far (mean over the ranks),
+#: next to ``bits`` (the message's exact encoding; comm/distributed.py says why they differ)
+BYTES_SENT_COLUMN = "bytes_sent"
+
+
 def _no_error() -> float:
     return math.nan
+
+
+def _gathered_compression_error(proposal, comm) -> float:
+    """The simulator's compression error over every rank's worker: inputs and outputs
+    gathered (a logged row's diagnostic, not the method's traffic)."""
+    if proposal.message is None or proposal.inputs is None:
+        return math.nan
+    inputs = comm.gather_metric(proposal.inputs)
+    return compression_error(inputs, comm.gather_metric(proposal.message.values))
 
 
 def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
@@ -414,6 +468,7 @@ def _final(row: dict[str, Any], start: float) -> dict[str, Any]:
         "total_bits_thesis": row.get(THESIS_BITS_COLUMN),
         "grad_evals": row.get("grad_evals", 0),
         "final": {key: row.get(key) for key in ("loss", "loss_gap", "grad_norm", "grad_norm_rel")},
+        **time_totals(row),
         "wall_time": wall,
         "rounds_per_second": rounds_done / wall if wall > 0 else None,
     }

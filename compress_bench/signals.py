@@ -118,3 +118,35 @@ def check() -> None:
     if sig is not None:
         _pending = _raised = None
         raise Interrupted(sig)
+
+
+_worker_handlers: dict[signal.Signals, object] | None = None
+
+
+def enter_worker_job() -> None:
+    """A job that a launcher runs in a worker process of its own (joblib's loky workers,
+    submitit's jobs), where ``main()`` and its :func:`install` never ran: route the handled
+    signals through :func:`_handler` for the job's time, so a SIGTERM (scancel, a time limit)
+    or SIGINT records ``interrupted`` as in the command's own process. A no-op where
+    :func:`install` already did it (the basic launcher), and outside the main thread."""
+    global _worker_handlers
+    if _ready or _worker_handlers is not None:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {sig: signal.getsignal(sig) for sig in HANDLED}
+    install()
+    _worker_handlers = previous
+
+
+def leave_worker_job() -> None:
+    """After :func:`enter_worker_job`'s job: the worker's own handlers again (the worker waits
+    for its next job, or is stopped, as the launcher expects)."""
+    global _worker_handlers, _ready
+    if _worker_handlers is None:
+        return
+    if threading.current_thread() is threading.main_thread():
+        for sig, handler in _worker_handlers.items():
+            signal.signal(sig, handler)
+    _worker_handlers = None
+    _ready = False

@@ -44,6 +44,8 @@ RESUME_FREE_KEYS = (
     "progress",
     "threads",
     "kernels",
+    "backend",
+    "dist_timeout",
     "data_dir",
     "diverge_factor",
 )

@@ -34,13 +34,15 @@ from typing import Any
 
 from compress_bench import signals
 from compress_bench.loop import (
-    BitLedger,
     Progress,
     diverge_factor,
     failure_to_raise,
     finish_summary,
+    ledger_for,
+    ledger_needs,
     plot_quietly,
     start_run,
+    time_totals,
     tol_reached,
 )
 from compress_bench.methods.base import Evaluation
@@ -69,10 +71,11 @@ TRAINING_NEEDS = {"ledger": ("total",), "metrics": ("rows", "losses_since", "wal
 def execute_training(run, out_dir: Path) -> dict[str, Any]:
     cfg, problem, method = run.cfg, run.problem, run.method
     n = problem.n_workers
-    started = start_run(run, out_dir, TRAINING_COLUMNS, TRAINING_NEEDS)
+    bits = ledger_for(cfg, n, thesis=False)
+    columns = TRAINING_COLUMNS + bits.columns
+    started = start_run(run, out_dir, columns, ledger_needs(TRAINING_NEEDS, bits))
     summary, summary_path, checkpoints = started.summary, started.summary_path, started.checkpoints
     resumed = started.resumed
-    bits = BitLedger(n, thesis=False)
     eval_every = cfg.get("eval_every") or cfg.log_every
     rounds, max_bits = cfg.rounds, cfg.max_bits
     tol, tol_metric = cfg.tol, cfg.tol_metric
@@ -88,6 +91,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
     else:
         x, state, start_round = resumed.x, resumed.method, resumed.round
         bits.total = resumed.ledger["total"]
+        bits.restore_time(resumed.ledger)
         kept_rows, elapsed = resumed.metrics["rows"], resumed.metrics["wall_time"]
         losses_since = list(resumed.metrics["losses_since"])
         loss0 = resumed.metrics.get("loss0", math.nan)
@@ -104,7 +108,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
             method=state,  # the server optimizer's state included (state["optimizer"])
             streams=run.streams.get_state(),
             data=problem.get_data_state(),
-            ledger={"total": bits.total},
+            ledger={"total": bits.total, **bits.time_state()},
             metrics={
                 "rows": writer.rows,
                 "last_row_round": writer.last_round,
@@ -120,7 +124,7 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
         mark.update(time=now, images=images)
         train = sum(losses_since) / len(losses_since) if losses_since else math.nan
         losses_since.clear()
-        return {
+        row = {
             "round": k,
             "epoch": problem.epoch,
             "train_loss": train,
@@ -129,11 +133,13 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
             "images_per_second": rate,
             "wall_time": now - start,
         }
+        bits.stamp(row)
+        return row
 
     try:
         with (
             signals.deferred(),
-            MetricsWriter(out_dir / "metrics.csv", TRAINING_COLUMNS, kept_rows) as writer,
+            MetricsWriter(out_dir / "metrics.csv", columns, kept_rows) as writer,
         ):
             for k in range(start_round, rounds + 1):
                 checkpoints.round_start(k, start_round, lambda k=k: run_state(k, writer))
@@ -203,6 +209,7 @@ def _final_training(row: dict[str, Any], start: float) -> dict[str, Any]:
         "final": {
             key: row.get(key) for key in ("train_loss", "test_loss", "test_accuracy", "epoch")
         },
+        **time_totals(row),
         "wall_time": wall,
         "rounds_per_second": rounds_done / wall if wall > 0 else None,
     }

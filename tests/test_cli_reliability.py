@@ -38,7 +38,8 @@ ONE_LINE_ERRORS = [
     (["experiment=null"], "experiment is a config group"),
     (["-sc", "install=tcsh"], "No completion plugin for 'tcsh'"),
     (["-sc"], "Expecting one subcommand"),
-    (["hydra/launcher=joblib"], "pip install hydra-joblib-launcher"),
+    (["hydra/launcher=ray"], "pip install hydra-ray-launcher"),
+    (["-m", "hydra/launcher=slurm_local", "hydra.launcher.runs_per_job=0"], "runs_per_job must"),
     (["problem.n_samples=100000000000"], "more than the"),
 ]
 

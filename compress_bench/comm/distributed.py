@@ -57,6 +57,7 @@ class TorchDistributedCommunicator:
         #: bytes this rank has put on the wire so far (its send buffers), and collectives
         self.bytes_sent = 0
         self.collectives = 0
+        self.metric_bytes = 0  # the run loop's gathers (metrics, bit counts), apart
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -84,6 +85,21 @@ class TorchDistributedCommunicator:
         signs = message.values.reshape(-1).to(torch.int8)
         rows = self._gather_equal(signs).to(message.values.dtype)
         return rows.sum(dim=0)
+
+    # -- what the run loop reads (metrics, bit counts): not the method's traffic ------------
+
+    def gather_metric(self, t: torch.Tensor) -> torch.Tensor:
+        """Every rank's rows of ``t`` concatenated along dim 0, the simulator's (n, ...)
+        tensor; counted in ``metric_bytes``, not ``bytes_sent``."""
+        out = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(out, t.contiguous(), group=self.group)
+        self.metric_bytes += t.numel() * t.element_size()
+        return torch.cat(out)
+
+    def sum_ints(self, values: tuple[int, ...]) -> tuple[int, ...]:
+        """Host integers summed over the ranks (a round's bits), exact in int64."""
+        total = self.gather_metric(torch.tensor([values], dtype=torch.int64)).sum(dim=0)
+        return tuple(int(v) for v in total.tolist())
 
     # -- moving messages -----------------------------------------------------------------
 

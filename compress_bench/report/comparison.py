@@ -49,7 +49,14 @@ from compress_bench.report.logaxes import (
     plot_stop,
     set_log_ylim,
 )
-from compress_bench.report.panels import EPOCH, Metric, metrics_in, x_columns
+from compress_bench.report.panels import (
+    EPOCH,
+    SIM_TIME,
+    SIM_TIME_LABEL,
+    Metric,
+    metrics_in,
+    x_columns,
+)
 from compress_bench.report.problems import MALFORMED
 from compress_bench.report.stats import mean_std
 from compress_bench.report.styling import DIVERGED_STYLE, display_names, line_styles
@@ -104,6 +111,8 @@ def _bits_label(column: str) -> str:
 def _x_label(column: str, bits_column: str) -> str:
     if column == bits_column:
         return _bits_label(column)
+    if column == SIM_TIME:
+        return SIM_TIME_LABEL
     return "epoch" if column == EPOCH else column
 
 

@@ -3,7 +3,8 @@
 A convex run's metrics.csv (:data:`compress_bench.report.metrics.METRIC_COLUMNS`) has the loss
 gap and the relative gradient norm; a neural run's (``TRAINING_COLUMNS`` of
 :mod:`compress_bench.training`) has the training loss, the test loss and the test accuracy, and
-the epoch as a third x axis. The figures decide which from the columns a metrics table has, so
+the epoch as a third x axis; a run with a simulated network (spec 28) adds ``sim_time`` as
+the last x axis, next to the bits. The figures decide which from the columns a metrics table has, so
 a sweep of either kind (or of both) draws what its jobs logged rather than empty panels.
 """
 
@@ -32,6 +33,8 @@ TEST_ACCURACY = Metric("test_accuracy", "test accuracy", log=False)
 CONVEX_METRICS = (GRAD_NORM_REL, LOSS_GAP)
 NEURAL_METRICS = (TRAIN_LOSS, TEST_LOSS, TEST_ACCURACY)
 EPOCH = "epoch"  # the x axis only neural runs log
+SIM_TIME = "sim_time"  # the x axis of runs with a simulated network (spec 28)
+SIM_TIME_LABEL = "simulated time (s): compute + comm_time"
 
 
 def is_neural(columns: Iterable[str]) -> bool:
@@ -60,6 +63,9 @@ def metrics_in(tables: Iterable[Iterable[str]]) -> tuple[Metric, ...]:
 
 
 def x_columns(tables: Iterable[Iterable[str]], bits_column: str) -> tuple[str, ...]:
-    """The x axes: rounds, epochs when some table logs them, and ``bits_column``."""
-    has_epoch = any(EPOCH in set(columns) for columns in tables)
-    return ("round", EPOCH, bits_column) if has_epoch else ("round", bits_column)
+    """The x axes: rounds, epochs when some table logs them, ``bits_column``, and the
+    simulated time when some table logs it (a run with a network, spec 28)."""
+    tables = [set(columns) for columns in tables]
+    has_epoch = any(EPOCH in columns for columns in tables)
+    axes = ("round", EPOCH, bits_column) if has_epoch else ("round", bits_column)
+    return axes + ((SIM_TIME,) if any(SIM_TIME in columns for columns in tables) else ())

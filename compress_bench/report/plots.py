@@ -3,7 +3,8 @@
 
 - a convex run: loss gap and relative gradient norm (one log y axis) against rounds and bits;
 - a neural run: train and test loss (log y) and test accuracy (linear y) against rounds, epochs
-  and bits.
+  and bits;
+- either, with a simulated network (spec 28): also against the simulated time ``sim_time``.
 
 Only the drawable points are drawn and the y limits come from them
 (:mod:`compress_bench.report.logaxes`), so a diverged run's last rows (``inf``, 1e300) neither
@@ -36,6 +37,8 @@ from compress_bench.report.logaxes import (
 )
 from compress_bench.report.panels import (
     EPOCH,
+    SIM_TIME,
+    SIM_TIME_LABEL,
     TEST_ACCURACY,
     TEST_LOSS,
     TRAIN_LOSS,
@@ -49,6 +52,7 @@ CURVES = (  # (metrics column, legend label)
 )
 PANELS = (("round", "round"), ("bits", "uplink bits per worker"))  # (x column, x label)
 NEURAL_PANELS = (("round", "round"), (EPOCH, "epoch"), ("bits", "uplink bits per worker"))
+TIME_PANEL = (SIM_TIME, SIM_TIME_LABEL)  # drawn last when the run logs it (spec 28)
 # the rows of a neural run's figure: the two losses share a log axis, the accuracy is linear
 NEURAL_ROWS = (((TRAIN_LOSS, TEST_LOSS), "loss"), ((TEST_ACCURACY,), "test accuracy"))
 # the runner stops when one of these is not finite (loss, grad_norm: convex; train_loss: neural)
@@ -123,13 +127,15 @@ def _no_data(ax: Axes) -> None:
 
 
 def figure_convex(frame: pd.DataFrame, title: str = "", status: str | None = None) -> Figure:
-    """The two panels (x: rounds, x: bits per worker) of a convex run's metrics (not saved)."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    """The two panels (x: rounds, x: bits per worker; a third, x: simulated time, when the run
+    logs ``sim_time``) of a convex run's metrics (not saved)."""
+    panels = PANELS + ((TIME_PANEL,) if SIM_TIME in frame else ())
+    fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True)
     marker, note = stop_of(frame, status)
     suffix = f" ({note})" if note else ""
     shown = []
-    for ax, (xcol, xlabel) in zip(axes, PANELS, strict=True):
+    for ax, (xcol, xlabel) in zip(axes, panels, strict=True):
         for i, (ycol, label) in enumerate(CURVES):
             y = _draw(ax, frame, xcol, Metric(ycol, label), marker, f"C{i}", label + suffix)
             if y is not None:
@@ -149,7 +155,8 @@ def figure_convex(frame: pd.DataFrame, title: str = "", status: str | None = Non
 def figure_neural(frame: pd.DataFrame, title: str = "", status: str | None = None) -> Figure:
     """The six panels of a neural run's metrics (not saved): train and test loss (log y), then
     test accuracy (linear y), each against rounds, epochs and bits per worker."""
-    panels = [(x, label) for x, label in NEURAL_PANELS if x in frame] or list(NEURAL_PANELS[:1])
+    panels = [(x, label) for x, label in (*NEURAL_PANELS, TIME_PANEL) if x in frame]
+    panels = panels or list(NEURAL_PANELS[:1])
     fig = Figure(figsize=(4.4 * len(panels) + 1.5, 7.5), layout="constrained")
     axes = fig.subplots(len(NEURAL_ROWS), len(panels), sharey="row", squeeze=False)
     marker, note = stop_of(frame, status)

@@ -1,0 +1,225 @@
+"""``backend=torch_distributed`` from the command line: the ranks spawned from inside the job
+write the simulator's metrics (compress_bench/dist.py), a dead rank ends the job with one
+line, and what the backend cannot do yet is refused with one line."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+from tests.conftest import _cli_env, run_cli
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(),
+    reason="this torch build has no gloo backend",
+)
+
+BASE = ("problem=synthetic_logreg", "progress=false", "rounds=30", "log_every=5")
+#: (workers, overrides): deterministic and random operators, every method, an objective
+#: (tests/test_distributed.py checks every operator and method at the round level, fast)
+CASES = [
+    (3, ("compressor=top_k", "method=ef21")),
+    (2, ("compressor=rand_k", "method=dcgd", "problem.batch_size=20")),
+    pytest.param(
+        3, ("compressor=identity", "quantizer=natural", "method=diana"), marks=pytest.mark.slow
+    ),
+    pytest.param(
+        2,
+        ("compressor=md_greedy", "method=ef", "lr=0.5", "importance.steps=2"),
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        3,
+        ("compressor=identity", "quantizer=sign", "method.aggregation=majority_vote"),
+        marks=pytest.mark.slow,
+    ),
+]
+
+
+def _args(case) -> tuple:
+    return case.values[1] if hasattr(case, "values") else case[1]
+
+
+NOT_COMPARED = ("wall_time", "bytes_sent")
+
+
+def metrics(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if k not in NOT_COMPARED} for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize(("n", "args"), CASES, ids=[" ".join(_args(c)) for c in CASES])
+def test_ranks_write_the_simulators_metrics(n, args, tmp_path):
+    common = (*BASE, f"n_workers={n}", *args)
+    ranks = run_cli(
+        *common,
+        "backend=torch_distributed",
+        f"hydra.run.dir={tmp_path / 'd'}",
+        cwd=tmp_path,
+        timeout=180,
+    )
+    assert ranks.returncode == 0, ranks.stderr
+    simulated = run_cli(*common, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert simulated.returncode == 0, simulated.stderr
+    assert metrics(tmp_path / "d") == metrics(tmp_path / "s")
+    with open(tmp_path / "d" / "metrics.csv") as f:
+        last = list(csv.DictReader(f))[-1]
+    # the bytes really sent (values and indices in float64) against the computed bits
+    assert float(last["bytes_sent"]) > 0 and float(last["bits"]) > 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
+        ".hydra",
+        "compress-bench.log",
+        "loss.png",
+        "metrics.csv",
+        "summary.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("checkpoint_every=5",), "backend=torch_distributed has no checkpoints yet"),
+        (("experiment=mnist_ef_smoke",), "runs the convex problems for now"),
+    ],
+)
+def test_what_the_backend_cannot_do_yet_is_one_line(args, message, tmp_path):
+    base = BASE if "experiment" not in args[0] else ("progress=false",)
+    out = run_cli(*base, "n_workers=2", "backend=torch_distributed", *args, cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_dead_rank_ends_the_job_with_one_line_and_no_orphans(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "compress_bench",
+        *BASE,
+        "rounds=10000000",
+        "log_every=1000",
+        "n_workers=3",
+        "backend=torch_distributed",
+        "dist_timeout=20",
+        f"hydra.run.dir={tmp_path / 'd'}",
+    ]
+    job = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=_cli_env(None),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    ranks: list[int] = []
+    while time.monotonic() < deadline and not (tmp_path / "d" / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # the rounds are running
+    ranks = [p for p in _children(job.pid) if "spawn_main" in _cmdline(p)]
+    assert len(ranks) == 3, ranks
+    os.kill(ranks[1], signal.SIGKILL)
+    _, err = job.communicate(timeout=60)
+    lines = err.strip().splitlines()
+    assert job.returncode not in (0, None) and len(lines) == 1 and "rank" in lines[0], err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert [p for p in ranks if Path(f"/proc/{p}").exists() and _state(p) != "Z"] == []
+    assert (tmp_path / "d" / "metrics.csv").read_text().count("\n") >= 2  # the rows are kept
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+@pytest.mark.slow  # ~7 s: a second launcher path; the spawn path is tested by default
+def test_an_external_torchrun_writes_the_same_metrics(tmp_path):
+    """``torchrun --standalone``: each process is a rank already; rank 0 writes the run."""
+    common = (*BASE, "n_workers=2", "compressor=top_k")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "compress_bench",
+            *common,
+            "backend=torch_distributed",
+            f"hydra.run.dir={tmp_path / 'd'}",
+        ],
+        cwd=tmp_path,
+        env=_cli_env(None),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    simulated = run_cli(*common, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert simulated.returncode == 0, simulated.stderr
+    assert metrics(tmp_path / "d") == metrics(tmp_path / "s")
+
+
+def test_sigterm_stops_every_rank_and_the_summary_says_interrupted(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "compress_bench",
+        *BASE,
+        "rounds=10000000",
+        "log_every=1000",
+        "n_workers=2",
+        "backend=torch_distributed",
+        f"hydra.run.dir={tmp_path / 'd'}",
+    ]
+    job = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=_cli_env(None),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (tmp_path / "d" / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    ranks = [p for p in _children(job.pid) if "spawn_main" in _cmdline(p)]
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 143 and err.strip().splitlines() == [
+        "compress-bench: interrupted by SIGTERM; metrics written so far are kept"
+    ], err
+    assert '"status": "interrupted"' in (tmp_path / "d" / "summary.json").read_text()
+    assert [p for p in ranks if Path(f"/proc/{p}").exists() and _state(p) != "Z"] == []

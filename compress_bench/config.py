@@ -107,6 +107,11 @@ class Backend(Enum):
     torch_distributed = "torch_distributed"
 
 
+class DistReduce(Enum):
+    gather = "gather"
+    all_reduce = "all_reduce"
+
+
 class DType(Enum):
     float64 = "float64"
     float32 = "float32"
@@ -528,6 +533,9 @@ class Config:
     # worker (spawned on 127.0.0.1, or the ranks of an external torchrun), compress_bench/dist.py
     backend: Backend = Backend.simulated
     dist_timeout: float = bounded(120.0, gt=0)  # seconds a rank waits for the others
+    # how ranks average dense messages and PowerSGD's factors: gather the rows and reduce them
+    # as the simulator does (bit for bit), or all_reduce (less traffic, the backend's order)
+    dist_reduce: DistReduce = DistReduce.gather
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     # neural problems: test metrics every this many rounds (None: log_every)
     eval_every: int | None = bounded(None, ge=1)

@@ -18,13 +18,21 @@ aggregate into the direction, which the hook returns in place of DDP's mean grad
 method's ``lr`` and server optimizer are not used: the user's optimizer applies the direction.
 With ``compressor="identity"`` and ``method="dcgd"`` the hook returns DDP's average.
 
-Communication (:class:`HookCommunicator`): a dense message (identity, quantizers) and
-collective PowerSGD's mid-round averages travel by one ``all_reduce`` each (divided by the
-world size first, as DDP's default hook does); sparse messages (TopK's values and indices) by
-the all-gathers of :class:`~compress_bench.comm.distributed.TorchDistributedCommunicator`,
-since an all-reduce cannot sum them; a low-rank message by one all-gather of its factors
-(every rank rebuilds the mean). With 2 ranks the numbers are the simulator's bit for bit;
-with more, an all-reduce sums in the backend's order (the last bits may differ).
+Communication (:class:`HookCommunicator`): a dense message (identity, quantizers) travels by
+one ``all_reduce`` (divided by the world size first, as DDP's default hook does); sparse
+messages (TopK's values and indices) by the all-gathers of
+:class:`~compress_bench.comm.distributed.TorchDistributedCommunicator`, since an all-reduce
+cannot sum them; a per-worker low-rank message (rsvd, PowerSGD ``form=per_worker``) by one
+all-gather of its factors (every rank rebuilds the mean). Collective PowerSGD exchanges its
+factors inside the round only, once: ``P`` by an all-reduce, every worker's ``M_w^T P^`` by
+an all-gather, from which each rank computes the next ``Q`` and the message's mean; its
+message arrives averaged (``Message.averaged``) and is not sent again. With 2 ranks the
+numbers are the simulator's bit for bit; with more, an all-reduce sums in the backend's order
+(the last bits may differ).
+
+The method is built from its operator and the communicator, no problem
+(:func:`build_method`): the gradients are DDP's, and an operator that queries the objective
+(the md_* family) is refused.
 
 Collectives run synchronously inside the hook, which returns an already-completed future:
 simple and correct, but no overlap of communication with the rest of the backward pass.
@@ -87,12 +95,18 @@ STATE_FORMAT = "compress_bench.ddp/1"
 
 class HookCommunicator(TorchDistributedCommunicator):
     """The torch.distributed communicator with an ``all_reduce`` where one suffices: a dense
-    message's mean and ``all_reduce_mean`` (PowerSGD's factors); sparse messages are
-    gathered as in the parent class."""
+    message's mean and ``all_reduce_mean`` (collective PowerSGD's ``P``); sparse messages are
+    gathered as in the parent class. ``all_gather_rows`` lets collective PowerSGD gather its
+    ``M_w^T P^`` once in the round and hand over its message already averaged
+    (``Message.averaged``), which :meth:`mean` returns without sending anything."""
 
     def mean(self, message: Message) -> torch.Tensor:
+        if message.averaged is not None:  # a collective operator averaged it in the round
+            return message.averaged
         parts = message.parts
-        if parts is not None and any(p.factors is not None for p in parts):
+        if parts is not None and any(
+            p.factors is not None or p.averaged is not None for p in parts
+        ):
             return self._mean_of_parts(parts)
         if message.kept is not None:
             return super().mean(message)
@@ -104,18 +118,35 @@ class HookCommunicator(TorchDistributedCommunicator):
     def all_reduce_mean(self, X: torch.Tensor) -> torch.Tensor:
         return self._all_reduce_mean(X)
 
+    def all_gather_rows(self, X: torch.Tensor) -> torch.Tensor:
+        """Every worker's rows of X (this rank's, (1, ...)), in rank order: (world, ...)."""
+        return self._gather_equal(X.contiguous(), concatenate=True)
+
     def _mean_of_parts(self, parts: tuple[Message, ...]) -> torch.Tensor:
-        """A layerwise message with low-rank parts, averaged part by part: every part's
-        factors travel in one all-gather (``r (m + c)`` values per matrix, not its ``m c``
-        entries) and each rank rebuilds ``mean_w left_w right_w^T`` as the simulator does; the
-        dense parts travel in one all-reduce, sparse ones are gathered."""
-        factors = [f.reshape(-1) for p in parts if p.factors is not None for f in p.factors]
-        gathered = self._gather_equal(torch.cat(factors))  # (world, total): same on all ranks
-        dense = [p.values[0] for p in parts if p.factors is None and p.kept is None]
+        """A layerwise message with low-rank parts, averaged part by part: a part averaged in
+        the round (collective PowerSGD, ``Message.averaged``) sends nothing more; the other
+        low-rank parts' factors travel in one all-gather (``r (m + c)`` values per matrix,
+        not its ``m c`` entries) and each rank rebuilds ``mean_w left_w right_w^T`` as the
+        simulator does; the dense parts travel in one all-reduce, sparse ones are gathered."""
+        factors = [
+            f.reshape(-1)
+            for p in parts
+            if p.factors is not None and p.averaged is None
+            for f in p.factors
+        ]
+        # (world, total): the same on every rank
+        gathered = self._gather_equal(torch.cat(factors)) if factors else None
+        dense = [
+            p.values[0]
+            for p in parts
+            if p.factors is None and p.kept is None and p.averaged is None
+        ]
         dense_mean = self._all_reduce_mean(torch.cat(dense)) if dense else None
         out, at_factor, at_dense = [], 0, 0
         for p in parts:
-            if p.factors is not None:
+            if p.averaged is not None:
+                out.append(p.averaged)
+            elif p.factors is not None:
                 left, right = p.factors  # (1, m, r), (1, c, r)
                 blocks = []
                 for f in (left, right):
@@ -135,15 +166,6 @@ class HookCommunicator(TorchDistributedCommunicator):
         dist.all_reduce(out, group=self.group)
         self._count(out)
         return out
-
-
-class _BucketProblem:
-    """What a method reads of a problem in the hook: the workers, the dimension, the layout
-    (compress_bench.testing._LayoutProblem, for the idea). The gradients come from DDP."""
-
-    def __init__(self, layout: Layout, n_workers: int, device: torch.device, dtype: torch.dtype):
-        self.layout, self.d, self.n_workers = layout, layout.d, n_workers
-        self.device, self.dtype = device, dtype
 
 
 def _options(value: str | Mapping[str, Any] | None, default: str) -> dict[str, Any]:
@@ -168,11 +190,11 @@ def build_method(
     method_options: Mapping[str, Any] | None = None,
     n_workers: int = 1,
     communicator: Any = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
 ) -> Method:
     """The method the hook runs on a bucket of ``layout`` (``n_workers`` 1: a rank's; the
-    simulator's reference takes n workers and its own communicator)."""
+    simulator's reference takes n workers and its own communicator): built from its operator
+    and communicator alone, no problem (the gradients come from DDP; an operator that queries
+    the objective is refused)."""
     if method not in HOOK_METHODS:
         raise ConfigError(f"the DDP hook runs methods {', '.join(HOOK_METHODS)}, got {method!r}")
     if granularity not in GRANULARITIES:
@@ -195,8 +217,14 @@ def build_method(
         raise ConfigError(
             f"{c_cfg['name']} queries the objective, which a communication hook cannot see"
         )
-    problem = _BucketProblem(layout, n_workers, torch.device(device), dtype)
-    return METHODS[method](problem, op, 1.0, communicator=communicator, **(method_options or {}))
+    return METHODS[method](
+        op,
+        1.0,
+        n_workers=n_workers,
+        d=layout.d,
+        communicator=communicator,
+        **(method_options or {}),
+    )
 
 
 def _clone(tree: Any) -> Any:
@@ -245,7 +273,7 @@ class CompressionHook:
             "method_options": dict(method_options or {}),
         }
         # fail now, not inside the backward pass, on a bad name or option
-        self._build(Layout.flat(4), torch.device("cpu"), torch.float32)
+        self._build(Layout.flat(4))
         self.communicator = HookCommunicator(group)
         self.rank, self.world = self.communicator.rank, self.communicator.world
         self.seed = int(seed)
@@ -258,7 +286,7 @@ class CompressionHook:
 
     # -- the hook -------------------------------------------------------------------------
 
-    def _build(self, layout: Layout, device: torch.device, dtype: torch.dtype, comm=None):
+    def _build(self, layout: Layout, comm=None):
         cfg = self.config
         return build_method(
             layout,
@@ -269,8 +297,6 @@ class CompressionHook:
             granularity=cfg["granularity"],
             method_options=cfg["method_options"],
             communicator=comm,
-            device=device,
-            dtype=dtype,
         )
 
     def layout(self, bucket: dist.GradBucket) -> Layout:
@@ -291,7 +317,7 @@ class CompressionHook:
         layout = self.layout(bucket)
         key = (layout, buffer.device, buffer.dtype)
         if key not in self._methods:
-            method = self._build(layout, buffer.device, buffer.dtype, self.communicator)
+            method = self._build(layout, self.communicator)
             self._methods[key] = (method, method.init_state(buffer))
         method, template = self._methods[key]
         state = self._merge(template, layout)

@@ -2,8 +2,10 @@
 
 ``compress-bench backend=torch_distributed n_workers=4 ...`` spawns 4 ranks on 127.0.0.1
 (torch.multiprocessing, the ``spawn`` start method; gloo on the CPU) from inside the job, in
-its one Hydra output folder. Rank i builds the problem, holds worker i's row of the method
-(problems/workers.py), draws worker i's streams and sends its messages through
+its one Hydra output folder. Rank i builds the problem (the operator, the step, L and f*
+are the whole problem's), then keeps worker i's part of it alone (logistic regression: worker
+i's shard, evaluated without the others'; problems/workers.py) and worker i's row of the
+method, draws worker i's streams and sends its messages through
 :class:`~compress_bench.comm.distributed.TorchDistributedCommunicator`; the metrics gather
 every rank's evaluation, so the rows equal the simulator's with n workers (tests). Rank 0
 writes metrics.csv, summary.json and loss.png; the other ranks write into a scratch folder
@@ -12,9 +14,15 @@ is a rank already (``RANK`` and ``WORLD_SIZE`` set): see :func:`run_as_torchrun_
 
 A rank that fails or dies ends the job with one line naming it; the others are stopped
 (torch.multiprocessing terminates them), and a rank that hangs makes the others time out
-after ``dist_timeout`` seconds in their next collective. Not yet: checkpoints and resume
-(each rank's operator state and streams would have to reach rank 0), CUDA ranks (NCCL),
-loading only a rank's own shard.
+after ``dist_timeout`` seconds in their next collective.
+
+Checkpoints: rank 0 writes ``checkpoint.pt`` with every rank's method state and streams
+(gathered on the rounds that write one); ``resume=<run dir>`` is checked on rank 0, and every
+rank resumes from its part (loop.Checkpoints). A distributed checkpoint resumes only with the
+same number of ranks (``n_workers`` is in the config's fingerprint), and one line refuses it
+to the simulator and a simulator's checkpoint to the ranks. Not yet: CUDA ranks (NCCL);
+reading only a rank's own shard from disk (each rank loads the whole dataset, and builds the
+whole problem once at start-up, before it keeps its part).
 """
 
 from __future__ import annotations
@@ -50,11 +58,6 @@ def check(cfg: DictConfig, stochastic: bool = False) -> None:
             "backend=torch_distributed runs the convex problems for now (mushrooms, "
             "synthetic_logreg); the neural loop has no ranks yet"
         )
-    if cfg.get("resume") or cfg.get("checkpoint_every"):
-        raise ConfigError(
-            "backend=torch_distributed has no checkpoints yet (each rank's operator state "
-            "would have to reach rank 0): drop checkpoint_every and resume"
-        )
     if getattr(cfg.get("device"), "name", cfg.get("device")) == "cuda":
         raise ConfigError("backend=torch_distributed runs on the CPU (gloo) for now: device=cpu")
 
@@ -70,13 +73,14 @@ def launch(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     context = mp.start_processes(
         _rank_main, args=(n, port, cfg, str(out_dir)), nprocs=n, join=False, start_method="spawn"
     )
+    failure = None
     try:
         while not context.join():
             pass
     except mp.ProcessRaisedException as err:
-        raise UserError(_rank_failure(out_dir, err.error_index, "failed")) from None
+        failure = (err.error_index, "failed")
     except mp.ProcessExitedException as err:
-        raise UserError(_rank_failure(out_dir, err.error_index, f"died ({err})")) from None
+        failure = (err.error_index, f"died ({err})")
     finally:  # a signal or an error here: no rank outlives the job
         for process in context.processes:
             if process.is_alive():
@@ -85,16 +89,31 @@ def launch(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-    return json.loads((out_dir / "summary.json").read_text())
+        said = _errors_said(out_dir, n)  # every rank stopped: none writes one any more
+    if failure is not None:
+        rank, what = failure
+        if said:  # rank 0's line first: a refused resume is refused by every rank alike
+            rank = 0 if 0 in said else rank if rank in said else min(said)
+            raise UserError(f"rank {rank}: {said[rank]}")
+        raise UserError(f"rank {rank} {what}; the other ranks were stopped")
+    summary = json.loads((out_dir / "summary.json").read_text())
+    if cfg.get("resume"):  # this command's log and Hydra record move into the run's folder
+        from compress_bench.loop import continue_log_in
+
+        continue_log_in(out_dir, summary.get("resumed_at_round", 0))
+    return summary
 
 
-def _rank_failure(out_dir: Path, rank: int, what: str) -> str:
-    written = out_dir / _ERROR_FILE.format(rank)
-    if written.exists():
-        message = written.read_text().strip()
-        written.unlink()
-        return f"rank {rank}: {message}"
-    return f"rank {rank} {what}; the other ranks were stopped"
+def _errors_said(out_dir: Path, n: int) -> dict[int, str]:
+    """The one line each failed rank wrote, by rank; the files removed (a refused resume
+    leaves the run's folder as it was)."""
+    said = {}
+    for rank in range(n):
+        written = out_dir / _ERROR_FILE.format(rank)
+        if written.exists():
+            said[rank] = written.read_text().strip()
+            written.unlink()
+    return said
 
 
 def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, out_dir: str) -> None:
@@ -136,12 +155,20 @@ def _run_rank(
         if rank != 0:  # one writer: the others' rows are rank 0's, and go to a scratch folder
             cfg = cfg.copy()
             OmegaConf.update(cfg, "progress", False)
+            # rank 0 says how the run ended; the others' lines would name their scratch folder
+            logging.getLogger("compress_bench").setLevel(logging.ERROR)
             scratch = Path(tempfile.mkdtemp(prefix=f"compress-bench-rank{rank}-"))
         run = build_run(cfg, rank=rank)
         summary = execute(run, scratch or out_dir)
         return summary if rank == 0 else None
     except UserError as err:
         (out_dir / _ERROR_FILE.format(rank)).write_text(str(err))
+        raise
+    except Exception as err:  # a bug: the job's line names it (the rank's traceback on stderr)
+        text = " ".join(str(err).split())
+        (out_dir / _ERROR_FILE.format(rank)).write_text(
+            f"internal error (a bug, please report it): {type(err).__name__}: {text}"
+        )
         raise
     finally:
         if scratch is not None:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -149,7 +150,7 @@ def summary_head(run) -> dict[str, Any]:
         "family": method.operator.display.family,
         "colour": method.operator.display.colour,
         "compressor_label": method.operator.display.compressor_label,
-        "n_workers": problem.n_workers,
+        "n_workers": run.n_workers,
         "d": problem.d,
         "k": run.k,
         "ratio": cfg.ratio,
@@ -165,10 +166,21 @@ def summary_head(run) -> dict[str, Any]:
 
 class Checkpoints:
     """Writes the RunState every ``checkpoint_every`` rounds and when a signal stops the run;
-    restores it for ``resume``."""
+    restores it for ``resume``.
+
+    In a torch.distributed rank (``run.communicator``) every rank holds its worker's method
+    state and streams: a checkpoint gathers them (``gather_objects``, on the rounds that write
+    one) and rank 0 writes one file whose ``method`` and ``streams`` are ``{PER_RANK: [rank 0's,
+    rank 1's, ...]}``, the rest (x, ledger, metrics position, data order) being the same on
+    every rank. Ranks must stop at the same round for that gather: with checkpoints on, each
+    round start takes the max over the ranks of the signal each holds (one integer
+    all_reduce), so a SIGTERM that reaches the ranks a round apart still stops them together,
+    after the checkpoint. On resume rank 0 loads and checks the checkpoint, then broadcasts it
+    (or the one line that refuses it) and each rank takes its own part."""
 
     def __init__(self, run, out_dir: Path):
         self.run, self.out_dir = run, out_dir
+        self.comm = getattr(run, "communicator", None)
         self.every = run.cfg.get("checkpoint_every")
         self.fingerprint = config_fingerprint(
             OmegaConf.to_container(run.cfg, resolve=True)  # type: ignore[arg-type]
@@ -182,11 +194,27 @@ class Checkpoints:
         return self.enabled and k > start and k % self.every == 0
 
     def save(self, state: RunState) -> None:
-        save_checkpoint(self.out_dir, state, self.fingerprint)
+        if self.comm is None:
+            save_checkpoint(self.out_dir, state, self.fingerprint)
+            return
+        parts = self.comm.gather_objects({"method": state.method, "streams": state.streams})
+        if self.comm.rank == 0:
+            state = replace(
+                state,
+                method={PER_RANK: [part["method"] for part in parts]},
+                streams={PER_RANK: [part["streams"] for part in parts]},
+            )
+            save_checkpoint(self.out_dir, state, self.fingerprint)
 
     def round_start(self, k: int, start: int, state_at: Callable[[], RunState]) -> None:
         """At the start of round k: stop for a signal held during the last round (with a
         checkpoint of this round's state first), or write the periodic checkpoint."""
+        if self.comm is not None and self.enabled:
+            held = self.comm.max_int(int(signals.held() or 0))  # every rank: the same answer
+            if held:
+                self.save(state_at())
+                signals.check()  # this rank's own signal, if it came already
+                raise Interrupted(signal.Signals(held))
         try:
             signals.check()
         except Interrupted:
@@ -202,8 +230,61 @@ class Checkpoints:
         if not self.run.cfg.get("resume"):
             return None
         state = load_checkpoint(self.out_dir, self.fingerprint)
+        written_by = _ranks_of(state)
+        if written_by != (self.comm.world if self.comm is not None else None):
+            where = self.out_dir / CHECKPOINT
+            raise ConfigError(
+                f"resume: {where} was written by {written_by} torch.distributed ranks; resume "
+                "it with backend=torch_distributed"
+                if written_by is not None
+                else f"resume: {where} was written by the simulator; resume it with "
+                "backend=simulated"
+            )
         device = torch.device(self.run.problem.device)
         return replace(state, x=state.x.to(device), method=to_device(state.method, device))
+
+    def resume_point(
+        self, columns: tuple[str, ...], needs: dict[str, tuple[str, ...]]
+    ) -> tuple[RunState | None, dict[str, Any]]:
+        """(the RunState to resume from or None, the last metrics row it keeps), checked
+        whole (:func:`check_resume`); a rank's RunState holds its own method state and
+        streams."""
+        if self.comm is None:
+            resumed = self.load()
+            if resumed is None:
+                return None, {}
+            return resumed, check_resume(self.run, resumed, self.out_dir, columns, needs)
+        if not self.run.cfg.get("resume"):
+            return None, {}
+        outcome: Any = None
+        if self.comm.rank == 0:  # the others' folder is a scratch one: rank 0 reads the run's
+            try:
+                resumed = self.load()
+                outcome = (resumed, check_resume(self.run, resumed, self.out_dir, columns, needs))
+            except ConfigError as err:
+                outcome = str(err)
+        outcome = self.comm.broadcast_object(outcome)
+        if isinstance(outcome, str):
+            raise ConfigError(outcome)
+        resumed, last_row = outcome
+        rank = self.comm.rank
+        mine = replace(
+            resumed,
+            method=resumed.method[PER_RANK][rank],
+            streams=resumed.streams[PER_RANK][rank],
+        )
+        return mine, last_row
+
+
+#: the key of a torch.distributed checkpoint's per-rank method states and streams
+PER_RANK = "per_rank"
+
+
+def _ranks_of(state: RunState) -> int | None:
+    """How many ranks wrote ``state`` (None: the simulator)."""
+    if isinstance(state.method, dict) and PER_RANK in state.method:
+        return len(state.method[PER_RANK])
+    return None
 
 
 @dataclass
@@ -229,10 +310,8 @@ def start_run(
     summary = summary_head(run)
     summary_path = out_dir / "summary.json"
     checkpoints = Checkpoints(run, out_dir)
-    resumed = checkpoints.load()
-    last_row: dict[str, Any] = {}
+    resumed, last_row = checkpoints.resume_point(columns, needs)
     if resumed is not None:
-        last_row = check_resume(run, resumed, out_dir, columns, needs)
         _restore(run, resumed, out_dir / CHECKPOINT)
         summary["resumed_at_round"] = resumed.round
     try:
@@ -241,7 +320,7 @@ def start_run(
         raise UserError(
             f"cannot write {summary_path}: {err.strerror or err}; nothing was written"
         ) from None
-    if resumed is not None:
+    if resumed is not None and getattr(run, "rank", 0) == 0:
         continue_log_in(out_dir, resumed.round)
     return Start(summary, summary_path, checkpoints, resumed, last_row)
 

@@ -55,7 +55,7 @@ from compress_bench.loop import (
 )
 from compress_bench.memory import keep_freed_memory
 from compress_bench.methods import method_class
-from compress_bench.methods.base import Evaluation, compression_error
+from compress_bench.methods.base import Evaluation, compression_error, evaluate
 from compress_bench.optim import build_optimizer
 from compress_bench.problems import build_problem
 from compress_bench.report import (
@@ -70,11 +70,17 @@ from compress_bench.state import RunState
 log = logging.getLogger("compress_bench")
 
 
+def _text(value: Any) -> Any:
+    return getattr(value, "name", value)  # an enum member's name, or the value itself
+
+
 def plain_config(cfg: DictConfig) -> DictConfig:
     """The composed config as plain data: enums as strings, interpolations resolved."""
     keys = [key for key in cfg if key != "hydra"]  # Hydra's own node may not resolve here
     if network_node(cfg) is None:  # network=none (spec 28): the config as it was without one
         keys = [key for key in keys if key != "network"]
+    if _text(cfg.get("dist_reduce")) in (None, "gather"):  # the default: fingerprints kept
+        keys = [key for key in keys if key != "dist_reduce"]
     container = OmegaConf.to_container(
         OmegaConf.masked_copy(cfg, keys), resolve=True, enum_to_str=True
     )
@@ -135,9 +141,24 @@ class Run:
     k: int
     streams: Streams  # every worker's random streams: the run owns them, the method borrows
     #: backend=torch_distributed: this rank's communicator (None: the simulator) and index;
-    #: the method then holds worker ``rank``'s row only, the problem stays whole (metrics)
+    #: the method then runs worker ``rank``'s row only, and the problem is worker ``rank``'s
+    #: part (problems/workers.py's rank_problem; the metrics gather every rank's rows)
     communicator: Any = None
     rank: int = 0
+    #: the part of the problem this process's workers evaluate (None: the whole problem, the
+    #: simulator's; a rank: worker ``rank``'s view), which the loop evaluates and passes to
+    #: the method's step as the objective (the md_* operators query it)
+    worker_problem: Any = None
+
+    @property
+    def workers(self) -> Any:
+        """What this process's workers evaluate: ``worker_problem``, else the problem."""
+        return self.problem if self.worker_problem is None else self.worker_problem
+
+    @property
+    def n_workers(self) -> int:
+        """Every worker of the run, the other ranks' included."""
+        return self.problem.n_workers if self.communicator is None else self.communicator.world
 
 
 def resolve_threads(requested: int | None) -> int:
@@ -189,16 +210,18 @@ def build_run(cfg: DictConfig, rank: int | None = None) -> Run:
     method_options = {key: value for key, value in plain.method.items() if key != "name"}
     workers: Any = plain.n_workers
     method_problem, communicator = problem, None
-    if rank is not None:  # one worker's row, its streams, messages through torch.distributed
+    if rank is not None:  # one worker's data, its streams, messages through torch.distributed
         from compress_bench.comm.distributed import TorchDistributedCommunicator
-        from compress_bench.problems.workers import WorkerView
+        from compress_bench.problems.workers import rank_problem
 
-        workers, method_problem = [rank], WorkerView(problem, [rank])
-        communicator = TorchDistributedCommunicator()
+        # the whole problem gave the operator, lr, L and f*; the run keeps worker rank's part
+        workers, method_problem = [rank], rank_problem(problem, [rank])
+        communicator = TorchDistributedCommunicator(reduce=plain.get("dist_reduce", "gather"))
     method = method_cls(
-        problem=method_problem,
-        operator=operator,
-        lr=lr,
+        operator,
+        lr,
+        n_workers=method_problem.n_workers,
+        d=problem.d,
         optimizer=build_optimizer(plain.get("optimizer"), lr, plain.rounds),
         communicator=communicator,
         **method_options,
@@ -206,7 +229,18 @@ def build_run(cfg: DictConfig, rank: int | None = None) -> Run:
     fstar = problem.reference().fstar if has_constants else math.nan
     streams = Streams(plain.seed, workers, device)
     k = nominal_k(plain, problem)
-    return Run(plain, problem, method, lr, fstar, k, streams, communicator, rank or 0)
+    return Run(
+        plain,
+        method_problem,  # a rank's part: the whole problem is not kept
+        method,
+        lr,
+        fstar,
+        k,
+        streams,
+        communicator,
+        rank or 0,
+        method_problem,
+    )
 
 
 def _refuse_what_needs_constants(plain: DictConfig) -> None:
@@ -268,7 +302,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
 
         return execute_training(run, out_dir)
     cfg, problem, method, comm = run.cfg, run.problem, run.method, run.communicator
-    n = problem.n_workers
+    workers = run.workers  # what this process's workers evaluate: the method's objective
+    n = run.n_workers
     bits = ledger_for(cfg, n, thesis=cfg.bits_convention == "thesis", first_worker=run.rank)
     columns = METRIC_COLUMNS + ((THESIS_BITS_COLUMN,) if bits.thesis else ()) + bits.columns
     if comm is not None:
@@ -288,6 +323,8 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
         bits.restore_time(resumed.ledger)
         problem.evaluations = resumed.ledger["grad_evals"]
         grad0, kept_rows = resumed.metrics["grad0"], resumed.metrics["rows"]
+        if run.rank != 0:  # a rank other than 0 writes its rows into a scratch folder
+            kept_rows = None
         last_round = dict(resumed.metrics["last_round"])
         stored_error = resumed.metrics["compression_error"]
         pending_error, elapsed = (lambda: stored_error), resumed.metrics["wall_time"]
@@ -338,7 +375,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 # a SIGTERM/SIGINT held during the last round stops here
                 checkpoints.round_start(k, start_round, lambda k=k: run_state(k, writer))
                 grad_evals = problem.evaluations
-                ev, full = _evaluate(problem, method, x, minibatch, comm)
+                ev, full = _evaluate(problem, workers, x, minibatch, comm)
                 loss, grad_norm = float(full.loss), float(full.grad.norm())
                 if grad0 is None:
                     grad0 = grad_norm
@@ -370,7 +407,7 @@ def execute(run: Run, out_dir: Path) -> dict[str, Any]:
                 if logged:  # before the round is attempted: a crash in it keeps this row
                     write_row(row)
                 if stop is None:
-                    proposal = method.step(x, ev, state, run.streams, k)
+                    proposal = method.step(x, ev, state, run.streams, k, objective=workers)
                     spent = bits.cost(proposal)
                     if comm is not None:  # every rank counts the round's bits of all workers
                         spent = comm.sum_ints(spent)
@@ -422,22 +459,27 @@ def _divergence(loss: float, grad_norm: float, rel: float, factor: float | None)
     return f"||grad f(x^k)|| / ||grad f(x^0)|| = {rel:.3g} > diverge_factor {factor:g}"
 
 
-def _evaluate(problem, method, x: torch.Tensor, minibatch: bool, comm=None):
+def _evaluate(problem, workers, x: torch.Tensor, minibatch: bool, comm=None):
     """(what the workers step with, what the metrics report) at x: the same full-batch
     evaluation, or with ``problem.batch_size`` the round's minibatch gradients and the
-    full-data loss and gradient (which the metrics need and no worker pays for). In a
-    torch.distributed rank (``comm``) the workers' evaluation is this rank's row and the
-    metrics' the rows of every rank, gathered."""
+    full-data loss and gradient (which the metrics need and no worker pays for). ``workers``
+    is what this process's workers evaluate (``Run.workers``): in a torch.distributed rank
+    (``comm``) the problem is this rank's worker alone, the workers' evaluation is its row and
+    the metrics' the rows of every rank, gathered."""
     if not minibatch:
-        ev = method.evaluate(x)
-        if comm is None:
-            return ev, ev
-        # one gather: each row's loss, then its gradient
-        rows = comm.gather_metric(torch.cat([ev.losses[:, None], ev.grads], dim=1))
-        return ev, Evaluation(rows[:, 0], rows[:, 1:])
+        ev = evaluate(workers, x)
+        return ev, _gathered(ev, comm)
     problem.next_batches()
     full = Evaluation(*problem.shard_loss_and_grad(x.expand(problem.n_workers, -1)))
-    return method.evaluate(x), full
+    return evaluate(workers, x), _gathered(full, comm)
+
+
+def _gathered(ev: Evaluation, comm) -> Evaluation:
+    """Every rank's rows of ``ev`` (one gather: each row's loss, then its gradient)."""
+    if comm is None:
+        return ev
+    rows = comm.gather_metric(torch.cat([ev.losses[:, None], ev.grads], dim=1))
+    return Evaluation(rows[:, 0], rows[:, 1:])
 
 
 #: backend=torch_distributed: bytes each rank put on the wire so far (mean over the ranks),

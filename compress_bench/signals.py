@@ -95,6 +95,12 @@ def received() -> signal.Signals | None:
     return _received
 
 
+def held() -> signal.Signals | None:
+    """The signal :func:`check` would raise now, left held; None if none. A torch.distributed
+    rank reads it so that every rank stops at the same round (loop.Checkpoints)."""
+    return _pending or _raised
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold signals until :func:`check` (or the end of the block) raises them. A block left

@@ -49,6 +49,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from compress_bench.comm import SimulatedCommunicator
 from compress_bench.compressors.base import RoundContext
 from compress_bench.layout import Layout
+from compress_bench.methods.base import evaluate
 from compress_bench.problems.quadratic import SeparableQuadratic
 from compress_bench.rng import Streams
 
@@ -106,7 +107,7 @@ def run_operator(
             round_index=t,
             x=torch.zeros(d, dtype=G.dtype),
             lr=0.3,
-            problem=problem,
+            objective=problem,
             losses=losses / (1 + t),
         )
         message, state = op.compress(G, state, streams, ctx, *args)
@@ -319,7 +320,7 @@ def _context(G: torch.Tensor, t: int) -> RoundContext:
     """Round t's context for inputs G: x = 0 on a separable quadratic, lr 0.1, unit losses."""
     x = torch.zeros(G.shape[1], dtype=G.dtype)
     losses = torch.ones(G.shape[0], dtype=G.dtype)
-    return RoundContext(round_index=t, x=x, lr=0.1, problem=quadratic(G), losses=losses)
+    return RoundContext(round_index=t, x=x, lr=0.1, objective=quadratic(G), losses=losses)
 
 
 def assert_flat_cost(small: Counter[str], large: Counter[str], what: str) -> None:
@@ -369,36 +370,30 @@ def _round_ops(op, d: int, n: int = N_WORKERS, rounds: int = 2) -> Counter[str]:
     return counter.ops
 
 
-def check_method_round_cost(build: Callable[[int], Any], n: int = 2) -> None:
-    """A round of ``method.step`` (``build(n)`` builds the method for n workers) reads
-    nothing back to the host on the portable kernels and dispatches the same ops at n and
-    2 n + 1 workers (the aggregation, the server phase and the optimizer included)."""
-    assert_flat_cost(_method_round_ops(build(n)), _method_round_ops(build(2 * n + 1)), "workers")
+def check_method_round_cost(build: Callable[[int], tuple[Any, Any]], n: int = 2) -> None:
+    """A round of ``method.step`` (``build(n)`` builds the method for n workers and the
+    problem they evaluate, a pair) reads nothing back to the host on the portable kernels and
+    dispatches the same ops at n and 2 n + 1 workers (the aggregation, the server phase and
+    the optimizer included)."""
+    small, large = _method_round_ops(*build(n)), _method_round_ops(*build(2 * n + 1))
+    assert_flat_cost(small, large, "workers")
 
 
-def _method_round_ops(method, rounds: int = 3) -> Counter[str]:
+def _method_round_ops(method, problem, rounds: int = 3) -> Counter[str]:
     from compress_bench.compressors.paths import portable
 
-    n = method.problem.n_workers
+    n = method.n_workers
     streams = Streams(0, n)
-    x = method.problem.initial_point()
+    x = problem.initial_point()
     state = method.init_state(x)
     with portable():
         for k in range(rounds):
-            ev = method.evaluate(x)
+            ev = evaluate(problem, x)
             with OpCounter() as counter:
-                proposal = method.step(x, ev, state, streams, k)
+                proposal = method.step(x, ev, state, streams, k, objective=problem)
                 proposal.total_bits()
             x, state = proposal.x, proposal.state
     return counter.ops
-
-
-class _LayoutProblem:
-    """What a method's round reads of a problem, for a model's layout without its data: the
-    workers, the dimension, the layout; the round's gradients come from the caller."""
-
-    def __init__(self, layout: Layout, n_workers: int):
-        self.layout, self.d, self.n_workers = layout, layout.d, n_workers
 
 
 def layout_round_cost(
@@ -434,8 +429,8 @@ def layout_round_cost(
 
     lr = 0.001
     optimizer = ServerOptimizer(lr=lr, momentum=momentum, weight_decay=5e-4)
-    problem = _LayoutProblem(layout, n)
-    m = METHODS[method](problem, layerwise(op_for, layout), lr, optimizer=optimizer)
+    op = layerwise(op_for, layout)
+    m = METHODS[method](op, lr, n_workers=n, d=layout.d, optimizer=optimizer)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(layout.d, generator=generator, dtype=dtype)
     streams = Streams(0, n)
@@ -492,45 +487,48 @@ def check_method_class(cls) -> None:
     assert cls.__doc__ or inspect.getmodule(cls).__doc__, f"{cls.__name__} has no docstring"
 
 
-def run_method(method, streams: Streams, rounds: int = ROUNDS, x=None, state=None, start=0):
-    """``rounds`` rounds of a method from x^0 (or from ``x`` and ``state`` at round
-    ``start``, as a resumed run continues); returns the proposals."""
-    x = method.problem.initial_point() if x is None else x
+def run_method(
+    method, problem, streams: Streams, rounds: int = ROUNDS, x=None, state=None, start=0
+):
+    """``rounds`` rounds of a method on ``problem`` (the loop's part: the workers' evaluation
+    at every x, the objective passed to the step) from x^0 (or from ``x`` and ``state`` at
+    round ``start``, as a resumed run continues); returns the proposals."""
+    x = problem.initial_point() if x is None else x
     state = method.init_state(x) if state is None else state
     proposals = []
     for k in range(start, start + rounds):
-        proposal = method.step(x, method.evaluate(x), state, streams, k)
+        proposal = method.step(x, evaluate(problem, x), state, streams, k, objective=problem)
         x, state = proposal.x, proposal.state
         proposals.append(proposal)
     return proposals
 
 
-def check_method_state_round_trip(method, seed: int = 0) -> None:
-    n = method.problem.n_workers
-    straight = run_method(method, Streams(seed, n), rounds=ROUNDS)
+def check_method_state_round_trip(method, problem, seed: int = 0) -> None:
+    n = method.n_workers
+    straight = run_method(method, problem, Streams(seed, n), rounds=ROUNDS)
     streams = Streams(seed, n)
-    first = run_method(method, streams, rounds=1)[0]
+    first = run_method(method, problem, streams, rounds=1)[0]
     saved = save_and_load({"x": first.x, "state": first.state, "streams": streams.get_state()})
     resumed = Streams(seed, n)
     resumed.set_state(saved["streams"])
     rest = run_method(
-        method, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"], start=1
+        method, problem, resumed, rounds=ROUNDS - 1, x=saved["x"], state=saved["state"], start=1
     )
     for k, (a, b) in enumerate(zip(straight[1:], rest, strict=True), start=1):
         assert torch.equal(a.x, b.x), f"x after round {k} differs after a resume"
 
 
-def check_method_state_stability(method, seed: int = 0) -> None:
-    proposals = run_method(method, Streams(seed, method.problem.n_workers), rounds=ROUNDS)
+def check_method_state_stability(method, problem, seed: int = 0) -> None:
+    proposals = run_method(method, problem, Streams(seed, method.n_workers), rounds=ROUNDS)
     signatures = [state_signature(p.state) for p in proposals]
     assert all(s == signatures[0] for s in signatures), "method state changes over rounds"
 
 
-def check_method_worker_separability(method, seed: int = 0) -> None:
+def check_method_worker_separability(method, problem, seed: int = 0) -> None:
     """Row i of the worker phase depends only on worker i's gradient, state and streams."""
-    n = method.problem.n_workers
-    x = method.problem.initial_point()
-    ev = method.evaluate(x)
+    n = method.n_workers
+    x = problem.initial_point()
+    ev = evaluate(problem, x)
     state = method.init_state(x)
     together = method.worker(x, ev, state, Streams(seed, n), 0)
     for i in range(n):
@@ -551,16 +549,22 @@ def _rows(state: Any, i: int, n: int) -> Any:
     return state
 
 
-def check_method(method) -> list[str]:
-    """Every method check on a built method (its operator separable or not)."""
+def check_method(method, problem) -> list[str]:
+    """Every method check on a built method (its operator separable or not), run on
+    ``problem`` (its workers' gradients, and the objective where the operator queries one;
+    ``problem.n_workers`` and ``d`` are the method's)."""
+    assert (problem.n_workers, problem.d) == (method.n_workers, method.d), (
+        f"the method runs {method.n_workers} workers of d = {method.d}, the problem has "
+        f"{problem.n_workers} of d = {problem.d}"
+    )
     check_method_class(type(method))
     names = ["check_method_class"]
     for check in (check_method_state_round_trip, check_method_state_stability):
-        check(method)
+        check(method, problem)
         names.append(check.__name__)
     tags = method.operator.tags
     if not tags.collective and not tags.needs_objective:
-        check_method_worker_separability(method)
+        check_method_worker_separability(method, problem)
         names.append("check_method_worker_separability")
     return names
 

@@ -152,7 +152,8 @@ def execute_training(run, out_dir: Path) -> dict[str, Any]:
                 if k == rounds:
                     break
                 losses, grads = problem.stochastic_grads(x)
-                proposal = method.step(x, Evaluation(losses, grads), state, run.streams, k)
+                ev = Evaluation(losses, grads)
+                proposal = method.step(x, ev, state, run.streams, k, objective=run.workers)
                 # the loss is read (the round's one read-back) once the round's step is
                 # queued: on an accelerator the compression runs while the host waits; a
                 # refused round's proposal is dropped, as a step over the bit budget is

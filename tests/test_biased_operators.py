@@ -64,7 +64,7 @@ def compress(comp, G, seed=0, round_index=0):
         round_index,
         x=torch.zeros(d, dtype=G.dtype),
         lr=0.3,
-        problem=SeparableQuadratic(curvature, torch.ones_like(G)),
+        objective=SeparableQuadratic(curvature, torch.ones_like(G)),
     )
     message, _ = comp.compress(G, comp.init_state(n, d, G.device, G.dtype), Streams(seed, n), ctx)
     return message

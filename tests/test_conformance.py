@@ -129,7 +129,9 @@ def run(
     curvature = torch.linspace(0.5, 2.0, d, dtype=G.dtype, device=G.device)
     problem = SeparableQuadratic(curvature, torch.ones_like(G))
     for t in range(rounds):
-        ctx = RoundContext(round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
+        ctx = RoundContext(
+            round_index=t, x=torch.zeros(d, dtype=G.dtype), lr=0.3, objective=problem
+        )
         raw, state = comp.compress(G, state, rng, ctx)
         out = quant.quantize(raw, rng) if quant is not None else raw
     return raw, out

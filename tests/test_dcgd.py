@@ -8,7 +8,7 @@ import torch
 
 from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.chain import chain
-from compress_bench.methods import DCGD
+from compress_bench.methods import DCGD, evaluate
 from compress_bench.problems.base import Problem, Reference
 from compress_bench.problems.logreg import LogisticRegression, synthetic_logreg_data
 from compress_bench.problems.splits import split_indices
@@ -42,13 +42,14 @@ class CentersProblem(Problem):
 
 def one_round(problem, compressor, quantizer="none", lr=0.5, **q):
     method = DCGD(
-        problem,
         chain(build_compressor(compressor, ratio=0.5), build_quantizer({"name": quantizer, **q})),
         lr,
+        n_workers=problem.n_workers,
+        d=problem.d,
     )
     x = problem.initial_point()
     streams = Streams(0, problem.n_workers)
-    proposal = method.step(x, method.evaluate(x), method.init_state(x), streams, 0)
+    proposal = method.step(x, evaluate(problem, x), method.init_state(x), streams, 0)
     return proposal.x, proposal.bits
 
 
@@ -76,14 +77,15 @@ def _logreg(n):
 def test_identity_dcgd_is_gradient_descent_bit_for_bit(n):
     problem = _logreg(n)
     method = DCGD(
-        problem,
         chain(build_compressor({"name": "identity"}, ratio=1.0), build_quantizer({"name": "none"})),
         lr=0.7,
+        n_workers=n,
+        d=problem.d,
     )
     x = y = problem.initial_point()
     state, streams = method.init_state(x), Streams(0, n)
     for k in range(25):
-        proposal = method.step(x, method.evaluate(x), state, streams, k)
+        proposal = method.step(x, evaluate(problem, x), state, streams, k)
         x, state = proposal.x, proposal.state
         y = y - 0.7 * problem.loss_and_grad(y.expand(n, -1))[1].mean(0)  # plain distributed GD
         assert torch.equal(x, y)
@@ -98,14 +100,15 @@ def test_rand_k_dcgd_step_is_unbiased():
     steps = []
     for seed in range(3000):
         method = DCGD(
-            problem,
             chain(
                 build_compressor({"name": "rand_k"}, ratio=0.34), build_quantizer({"name": "none"})
             ),
             lr=0.5,
+            n_workers=2,
+            d=problem.d,
         )
         streams = Streams(seed, 2)
-        steps.append(method.step(x0, method.evaluate(x0), method.init_state(x0), streams, 0).x)
+        steps.append(method.step(x0, evaluate(problem, x0), method.init_state(x0), streams, 0).x)
     steps = torch.stack(steps)
     sd = steps.std(0) / np.sqrt(len(steps))
     assert torch.all((steps.mean(0) - gd).abs() <= 4 * sd + 1e-12)
@@ -115,13 +118,14 @@ def test_spec_11_majority_vote_example():
     """n = 2: sign messages [1, -1] and [-1, -1] sum to [0, -2]; the vote is [0, -1]."""
     problem = CentersProblem([[-1.0, 1.0], [1.0, 1.0]])  # gradients at 0 are -c_i
     method = DCGD(
-        problem,
         chain(build_compressor({"name": "identity"}, ratio=1.0), build_quantizer({"name": "sign"})),
         0.5,
+        n_workers=2,
+        d=2,
         aggregation="majority_vote",
     )
     x = problem.initial_point()
-    proposal = method.step(x, method.evaluate(x), method.init_state(x), Streams(0, 2), 0)
+    proposal = method.step(x, evaluate(problem, x), method.init_state(x), Streams(0, 2), 0)
     assert proposal.message.values.tolist() == [[1.0, -1.0], [-1.0, -1.0]]
     assert proposal.x.tolist() == [0.0, 0.5]  # x - 0.5 * [0, -1]
     assert proposal.bits.tolist() == [2, 2]  # d bits each
@@ -132,11 +136,12 @@ def test_majority_vote_needs_the_sign_quantizer():
 
     with pytest.raises(ConfigError, match="needs quantizer=sign"):
         DCGD(
-            CentersProblem([[1.0, 0.0]]),
             chain(
                 build_compressor({"name": "identity"}, ratio=1.0),
                 build_quantizer({"name": "scaled_sign"}),
             ),
             0.5,
+            n_workers=1,
+            d=2,
             aggregation="majority_vote",
         )

@@ -177,7 +177,7 @@ def simulated_case(rank: int, options: dict) -> dict:
     model.register_comm_hook(state, ddp.comm_hook)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train(model, state, 5, X, Y, opt)
-    return {"log": state.log}
+    return {"log": state.log, "bytes_sent": state.inner.bytes_sent}
 
 
 def _rank(rank: int, port: int, out: str) -> None:
@@ -246,7 +246,6 @@ def test_the_hook_computes_the_simulators_directions(ranks, case):
         **SIMULATED[case],
         n_workers=WORLD,
         communicator=SimulatedCommunicator(),
-        dtype=torch.float64,
     )
     x = torch.zeros(layout.d, dtype=torch.float64)
     state, streams = method.init_state(x), Streams(3, WORLD)
@@ -266,6 +265,15 @@ def test_the_hook_computes_the_simulators_directions(ranks, case):
             hooked = in_layout_order(logs[r][k][0], logs[r][k][2])
             assert torch.equal(hooked, direction), (k, r, (hooked - direction).abs().max())
     assert logs[0][0][0] != logs[0][1][0]  # DDP rebuilt its bucket (another order) after step 0
+
+
+def test_collective_power_sgd_sends_its_factors_once(ranks):
+    """Collective PowerSGD's message arrives averaged: per step and matrix (m x c, rank 1) a
+    rank sends m values (the all-reduce of P) and c (the all-gather of M^T P^), and the
+    biases dense, nothing more at the aggregation (the factors used to travel again)."""
+    floats = (8 + 6) + (3 + 8) + 8 + 3  # Linear(6, 8): m 8, c 6; Linear(8, 3): m 3, c 8; biases
+    for r in range(WORLD):
+        assert ranks[r]["power_sgd"]["bytes_sent"] == 5 * floats * 8, r  # 5 steps, float64
 
 
 def test_the_hook_refuses_what_it_cannot_run():

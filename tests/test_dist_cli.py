@@ -1,10 +1,12 @@
 """``backend=torch_distributed`` from the command line: the ranks spawned from inside the job
 write the simulator's metrics (compress_bench/dist.py), a dead rank ends the job with one
-line, and what the backend cannot do yet is refused with one line."""
+line, a run resumes from its checkpoint with the numbers of one that never stopped, and what
+the backend cannot do yet is refused with one line."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +29,10 @@ BASE = ("problem=synthetic_logreg", "progress=false", "rounds=30", "log_every=5"
 #: (tests/test_distributed.py checks every operator and method at the round level, fast)
 CASES = [
     (3, ("compressor=top_k", "method=ef21")),
-    (2, ("compressor=rand_k", "method=dcgd", "problem.batch_size=20")),
+    # ranks on minibatches run by default in tests/test_rank_data.py (mushrooms, sparse)
+    pytest.param(
+        2, ("compressor=rand_k", "method=dcgd", "problem.batch_size=20"), marks=pytest.mark.slow
+    ),
     pytest.param(
         3, ("compressor=identity", "quantizer=natural", "method=diana"), marks=pytest.mark.slow
     ),
@@ -56,12 +61,13 @@ def metrics(folder: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in r.items() if k not in NOT_COMPARED} for r in csv.DictReader(f)]
 
 
-@pytest.mark.parametrize(("n", "args"), CASES, ids=[" ".join(_args(c)) for c in CASES])
-def test_ranks_write_the_simulators_metrics(n, args, tmp_path):
-    common = (*BASE, f"n_workers={n}", *args)
+def ranks_and_simulator(common: tuple, tmp_path: Path, *backend: str) -> None:
+    """The run of ``common`` on ranks (``backend`` options added) into tmp_path/d, and in
+    the simulator into tmp_path/s; both must succeed."""
     ranks = run_cli(
         *common,
         "backend=torch_distributed",
+        *backend,
         f"hydra.run.dir={tmp_path / 'd'}",
         cwd=tmp_path,
         timeout=180,
@@ -69,6 +75,11 @@ def test_ranks_write_the_simulators_metrics(n, args, tmp_path):
     assert ranks.returncode == 0, ranks.stderr
     simulated = run_cli(*common, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
     assert simulated.returncode == 0, simulated.stderr
+
+
+@pytest.mark.parametrize(("n", "args"), CASES, ids=[" ".join(_args(c)) for c in CASES])
+def test_ranks_write_the_simulators_metrics(n, args, tmp_path):
+    ranks_and_simulator((*BASE, f"n_workers={n}", *args), tmp_path)
     assert metrics(tmp_path / "d") == metrics(tmp_path / "s")
     with open(tmp_path / "d" / "metrics.csv") as f:
         last = list(csv.DictReader(f))[-1]
@@ -86,7 +97,6 @@ def test_ranks_write_the_simulators_metrics(n, args, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("checkpoint_every=5",), "backend=torch_distributed has no checkpoints yet"),
         (("experiment=mnist_ef_smoke",), "runs the convex problems for now"),
     ],
 )
@@ -223,3 +233,90 @@ def test_sigterm_stops_every_rank_and_the_summary_says_interrupted(tmp_path):
     ], err
     assert '"status": "interrupted"' in (tmp_path / "d" / "summary.json").read_text()
     assert [p for p in ranks if Path(f"/proc/{p}").exists() and _state(p) != "Z"] == []
+
+
+RESUMED = (
+    *BASE,
+    "n_workers=2",
+    "compressor=biased_rand_k",
+    "method=ef21",
+    "checkpoint_every=10",
+)
+
+
+def test_a_resumed_run_writes_the_metrics_of_one_that_never_stopped(tmp_path):
+    """Rank 0 writes every rank's state and streams (biased_rand_k: each rank draws its own); a
+    resume with more rounds continues every rank where it stopped: the metrics of a 60-round
+    run, which are the simulator's. The simulator refuses the ranks' checkpoint in one line
+    and leaves the folder as it was."""
+    run = tmp_path / "d"
+    first = run_cli(*RESUMED, "backend=torch_distributed", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (run / "checkpoint.pt").exists()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    refused = run_cli(*RESUMED, "rounds=60", f"resume={run}", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"compress-bench: error: resume: {run / 'checkpoint.pt'} was written by 2 "
+        "torch.distributed "
+        "ranks; resume it with backend=torch_distributed"
+    ], refused.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    resumed = run_cli(
+        *RESUMED, "backend=torch_distributed", "rounds=60", f"resume={run}", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    simulated = run_cli(*RESUMED, "rounds=60", f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert simulated.returncode == 0, simulated.stderr
+    assert metrics(run) == metrics(tmp_path / "s")
+    assert '"resumed_at_round": 30' in (run / "summary.json").read_text()
+
+
+@pytest.mark.slow  # ~15 s
+def test_sigterm_checkpoints_every_rank_at_one_round_and_the_run_resumes(tmp_path):
+    """SIGTERM reaches the ranks at different moments: they agree on the round, rank 0 writes
+    the checkpoint with every rank's state, and the resumed run ends with the simulator's
+    metrics."""
+    run = tmp_path / "d"
+    args = (*RESUMED, "log_every=1000", "checkpoint_every=100000")
+    job = subprocess.Popen(
+        [sys.executable, "-m", "compress_bench", *args, "rounds=10000000",
+         "backend=torch_distributed", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=_cli_env(None), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run / "metrics.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.5)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=90)
+    assert job.returncode == 143, err
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and (run / "checkpoint.pt").exists()
+    rounds = f"rounds={stopped['rounds_done'] + 25}"
+    resumed = run_cli(*args, "backend=torch_distributed", rounds, f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    simulated = run_cli(*args, rounds, f"hydra.run.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert simulated.returncode == 0, simulated.stderr
+    assert metrics(run) == metrics(tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("compressor=identity", "method=diana"),
+        pytest.param(("compressor=power_sgd", "method=ef21"), marks=pytest.mark.slow),
+    ],
+    ids=["identity-diana", "power_sgd-ef21"],
+)
+def test_all_reduce_gives_the_simulators_metrics_to_rounding(args, tmp_path):
+    """dist_reduce=all_reduce: dense messages and PowerSGD's factors summed by the backend,
+    in its order: every metric within 1e-9 relative of the simulator's (bits exactly)."""
+    common = (*BASE, "n_workers=3", "problem.matrix_shape=[4,5]", "lr=0.5", *args)
+    ranks_and_simulator(common, tmp_path, "dist_reduce=all_reduce")
+    got, want = metrics(tmp_path / "d"), metrics(tmp_path / "s")
+    assert [r["round"] for r in got] == [r["round"] for r in want]
+    for g, w in zip(got, want, strict=True):
+        assert g["bits_total"] == w["bits_total"]
+        for key in ("loss", "grad_norm", "loss_gap"):
+            assert float(g[key]) == pytest.approx(float(w[key]), rel=1e-9), (key, g, w)

@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 from compress_bench.comm.distributed import TorchDistributedCommunicator
 from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.chain import chain
-from compress_bench.methods import METHODS
+from compress_bench.methods import METHODS, evaluate
 from compress_bench.problems.logreg import LogisticRegression, synthetic_logreg_data
 from compress_bench.problems.splits import split_indices
 from compress_bench.problems.workers import WorkerView
@@ -67,7 +67,9 @@ def build_method(name: str, prob, c: str, q: str, options: dict, communicator=No
         name, kwargs = "dcgd", {"aggregation": "majority_vote"}
     if name == "diana" and not op.unbiased:
         kwargs["alpha"] = 0.5
-    return METHODS[name](prob, op, 0.5, communicator=communicator, **kwargs)
+    return METHODS[name](
+        op, 0.5, n_workers=prob.n_workers, d=prob.d, communicator=communicator, **kwargs
+    )
 
 
 def cases():
@@ -81,7 +83,7 @@ def run_case(method, prob, streams) -> tuple[list[torch.Tensor], list[torch.Tens
     state = method.init_state(x)
     xs, bits = [], []
     for k in range(ROUNDS):
-        proposal = method.step(x, method.evaluate(x), state, streams, k)
+        proposal = method.step(x, evaluate(prob, x), state, streams, k, objective=prob)
         x, state = proposal.x, proposal.state
         xs.append(x.clone())
         bits.append(proposal.message.bits.clone())

@@ -10,6 +10,7 @@ import torch
 from compress_bench import testing
 from compress_bench.compressors import RoundContext, build_compressor
 from compress_bench.compressors.chain import chain
+from compress_bench.methods import evaluate
 from compress_bench.rng import Streams
 
 
@@ -42,7 +43,7 @@ def test_a_method_gives_esgd_the_workers_losses():
     x = run.problem.initial_point()
     state = run.method.init_state(x)
     for k in range(3):
-        ev = run.method.evaluate(x)
+        ev = evaluate(run.problem, x)
         proposal = run.method.step(x, ev, state, run.streams, k)
         x, state = proposal.x, proposal.state
         esgd_state = state["operator"][0]

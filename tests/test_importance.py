@@ -289,9 +289,9 @@ def test_md_stochastic_is_seeded_and_uses_its_rng(quad):
     assert not torch.equal(a, other.values)
 
 
-def test_md_operators_need_the_problem():
+def test_md_operators_need_the_objective():
     comp = build_compressor({"name": "md_greedy"}, ratio=0.5)
-    with pytest.raises(ValueError, match="needs the round's problem"):
+    with pytest.raises(ValueError, match="needs the round's objective"):
         comp.compress(
             X6, comp.init_state(1, 6, "cpu", torch.float64), Streams(0, 1), RoundContext()
         )

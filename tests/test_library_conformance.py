@@ -257,8 +257,9 @@ def test_method_conformance(name, ops):
     c, q = ops
     op = chain(build_compressor({"name": c}, ratio=0.34), build_quantizer({"name": q}))
     options = {"alpha": 0.5} if name == "diana" and not op.unbiased else {}
-    method = METHODS[name](_logreg(4), op, 0.2, **options)
-    ran = testing.check_method(method)
+    problem = _logreg(4)
+    method = METHODS[name](op, 0.2, n_workers=4, d=problem.d, **options)
+    ran = testing.check_method(method, problem)
     assert "check_method_worker_separability" in ran
 
 
@@ -284,7 +285,8 @@ def test_method_round_cost(name, ops):
     def build(n):
         op = chain(build_compressor({"name": c}, ratio=0.34), build_quantizer({"name": q}))
         options = {"alpha": 0.5} if name == "diana" and not op.unbiased else {}
-        return METHODS[name](_logreg(n), op, 0.2, **options)
+        problem = _logreg(n)
+        return METHODS[name](op, 0.2, n_workers=n, d=problem.d, **options), problem
 
     testing.check_method_round_cost(build)
 
@@ -296,7 +298,9 @@ def test_method_round_cost_with_momentum_and_majority_vote():
     def build(n):
         op = chain(build_compressor({"name": "identity"}, 1.0), build_quantizer({"name": "sign"}))
         opt = ServerOptimizer(lr=0.1, momentum=0.9, weight_decay=5e-4)
-        return DCGD(_logreg(n), op, 0.1, optimizer=opt, aggregation="majority_vote")
+        problem = _logreg(n)
+        method = DCGD(op, 0.1, n_workers=n, d=problem.d, optimizer=opt, aggregation="majority_vote")
+        return method, problem
 
     testing.check_method_round_cost(build)
 
@@ -310,7 +314,7 @@ def test_every_method_class_is_concrete_and_the_check_catches_one_that_is_not():
 
         name = "half"
 
-        def worker(self, x, ev, state, streams, round_index):
+        def worker(self, x, ev, state, streams, round_index, objective=None):
             raise NotImplementedError
 
     with pytest.raises(AssertionError, match="abstract"):

@@ -279,5 +279,6 @@ def test_method_conformance_with_power_sgd(method, form):
     op = chain(
         build_compressor({"name": "power_sgd", "rank": 1, "form": form}, 1.0, global_shape=(2, 3))
     )
-    ran = testing.check_method(METHODS[method](problem, op, 0.2))
+    built = METHODS[method](op, 0.2, n_workers=problem.n_workers, d=problem.d)
+    ran = testing.check_method(built, problem)
     assert ("check_method_worker_separability" in ran) == (form == "per_worker")

@@ -13,7 +13,7 @@ from compress_bench.compressors import build_compressor, build_quantizer
 from compress_bench.compressors.base import Compressor, Message
 from compress_bench.compressors.chain import chain, error_feedback
 from compress_bench.errors import ConfigError
-from compress_bench.methods import DIANA, EF14, EF21, METHODS
+from compress_bench.methods import DIANA, EF14, EF21, METHODS, evaluate
 from compress_bench.rng import Streams
 from tests.test_dcgd import CentersProblem, _logreg
 
@@ -27,13 +27,18 @@ def operator(compressor="top_k", quantizer="none", ratio=0.5, **c):
     )
 
 
-def run(method, rounds, seed=0):
-    """(x^k for k = 0..rounds, the proposals) of ``rounds`` rounds."""
-    x = method.problem.initial_point()
-    streams = Streams(seed, method.problem.n_workers)
+def on(problem):
+    """The shape a method runs on: ``problem``'s workers and dimension."""
+    return {"n_workers": problem.n_workers, "d": problem.d}
+
+
+def run(method, problem, rounds, seed=0):
+    """(x^k for k = 0..rounds, the proposals) of ``rounds`` rounds on ``problem``."""
+    x = problem.initial_point()
+    streams = Streams(seed, problem.n_workers)
     state, xs, proposals = method.init_state(x), [x], []
     for k in range(rounds):
-        proposal = method.step(x, method.evaluate(x), state, streams, k)
+        proposal = method.step(x, evaluate(problem, x), state, streams, k)
         x, state = proposal.x, proposal.state
         xs.append(x)
         proposals.append(proposal)
@@ -61,8 +66,9 @@ class FixedSupportRandK(Compressor):
 
 
 def test_spec_22_ef14_example():
-    method = EF14(CentersProblem(SPEC_CENTERS), operator(), 0.5)
-    xs, proposals = run(method, 2)
+    problem = CentersProblem(SPEC_CENTERS)
+    method = EF14(operator(), 0.5, **on(problem))
+    xs, proposals = run(method, problem, 2)
     np.testing.assert_allclose(xs[1].numpy(), [0.25, 0.5], atol=1e-12)
     assert proposals[1].message.values.tolist() == [[-0.75, 0.0], [0.0, -1.5]]
     np.testing.assert_allclose(proposals[1].state["operator"][0].numpy(), [[0, 0.5], [0.25, 0]])
@@ -71,8 +77,9 @@ def test_spec_22_ef14_example():
 
 
 def test_spec_23_ef21_example():
-    method = EF21(CentersProblem(SPEC_CENTERS), operator(), 0.5)
-    xs, proposals = run(method, 3)
+    problem = CentersProblem(SPEC_CENTERS)
+    method = EF21(operator(), 0.5, **on(problem))
+    xs, proposals = run(method, problem, 3)
     assert proposals[0].bits.tolist() == [64, 64]  # round 0: the dense gradient, 32 d bits
     np.testing.assert_allclose(xs[1].numpy(), [0.25, 0.5], atol=1e-12)
     assert proposals[1].message.values.tolist() == [[0.0, 0.5], [0.0, 0.5]]
@@ -85,9 +92,10 @@ def test_spec_23_ef21_example():
 
 def test_spec_24_diana_example():
     op = chain(FixedSupportRandK([0, 1]), build_quantizer({"name": "none"}))
-    method = DIANA(CentersProblem(SPEC_CENTERS), op, 0.5)
+    problem = CentersProblem(SPEC_CENTERS)
+    method = DIANA(op, 0.5, **on(problem))
     assert method.alpha == 0.5  # 1/(omega + 1), omega = d/k - 1 = 1
-    xs, proposals = run(method, 2)
+    xs, proposals = run(method, problem, 2)
     assert proposals[0].message.values.tolist() == [[-2.0, 0.0], [0.0, 0.0]]
     np.testing.assert_allclose(xs[1].numpy(), [0.5, 0.0], atol=1e-12)
     np.testing.assert_allclose(proposals[0].state["h_workers"].numpy(), [[-1, 0], [0, 0]])
@@ -106,8 +114,8 @@ def test_identity_operator_is_gradient_descent(name, n):
     mean of the differences to its running average (g + mean(grad_i - g_i) rounds
     differently from mean(grad_i))."""
     problem = _logreg(n)
-    method = METHODS[name](problem, operator("identity", ratio=1.0), 0.7)
-    xs, proposals = run(method, 25)
+    method = METHODS[name](operator("identity", ratio=1.0), 0.7, **on(problem))
+    xs, proposals = run(method, problem, 25)
     y = problem.initial_point()
     for k in range(25):
         y = y - 0.7 * problem.loss_and_grad(y.expand(n, -1))[1].mean(0)
@@ -122,13 +130,13 @@ def test_ef14_virtual_iterate_with_a_quantizer():
     """x~^k = x^k - (eta/n) sum_i e_i^k follows GD on the true gradients at x^k, with the
     error of Q(C(.)), quantizer included (spec 22 property)."""
     problem, lr = _logreg(3), 0.4
-    method = EF14(problem, operator("top_k", "natural", ratio=0.34), lr)
+    method = EF14(operator("top_k", "natural", ratio=0.34), lr, **on(problem))
     streams = Streams(1, 3)
     x = problem.initial_point()
     state = method.init_state(x)
     virtual = x.clone()
     for k in range(30):
-        ev = method.evaluate(x)
+        ev = evaluate(problem, x)
         proposal = method.step(x, ev, state, streams, k)
         virtual = virtual - lr * ev.grads.mean(0)
         x, state = proposal.x, proposal.state
@@ -146,8 +154,8 @@ def test_ef14_virtual_iterate_with_a_quantizer():
 )
 def test_server_average_equals_the_workers_mean(method_cls, op, mean_key, worker_key):
     problem = _logreg(4)
-    method = method_cls(problem, operator(*op, ratio=0.34), 0.3)
-    _, proposals = run(method, 40, seed=2)
+    method = method_cls(operator(*op, ratio=0.34), 0.3, **on(problem))
+    _, proposals = run(method, problem, 40, seed=2)
     for proposal in proposals:
         state = proposal.state
         torch.testing.assert_close(state[mean_key], state[worker_key].mean(0), atol=1e-12, rtol=0)
@@ -211,10 +219,29 @@ def mushrooms_problem_20(mushrooms_dir):
     return build_run(cfg).problem
 
 
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_method_is_built_without_a_problem_and_asks_for_the_objective(name):
+    """A method holds its operator, step, optimizer and communicator, and the shape it runs
+    on, no problem; an operator that queries the objective (md_*) gets it through the step,
+    and a step without it is one clear error."""
+    problem = _logreg(3)
+    op = operator("md_greedy", ratio=0.34)
+    options = {"alpha": 0.5} if name == "diana" else {}
+    method = METHODS[name](op, 0.1, **on(problem), **options)
+    assert not hasattr(method, "problem")
+    x = problem.initial_point()
+    state, ev = method.init_state(x), evaluate(problem, x)
+    with pytest.raises(ValueError, match="queries the objective.*objective=problem"):
+        for k in range(2):  # ef21 sends its round 0 uncompressed: the operator runs in round 1
+            state = method.step(x, ev, state, Streams(0, 3), k).state
+    for k in range(2):
+        state = method.step(x, ev, state, Streams(0, 3), k, objective=problem).state
+
+
 def test_diana_without_omega_is_one_clear_error():
     with pytest.raises(ConfigError, match="method=diana needs an unbiased operator"):
-        DIANA(_logreg(2), operator("top_k"), 0.1)
-    DIANA(_logreg(2), operator("top_k"), 0.1, alpha=0.5)  # explicit alpha
+        DIANA(operator("top_k"), 0.1, **on(_logreg(2)))
+    DIANA(operator("top_k"), 0.1, **on(_logreg(2)), alpha=0.5)  # explicit alpha
 
 
 @pytest.mark.parametrize(

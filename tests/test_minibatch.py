@@ -91,6 +91,6 @@ def test_metrics_are_on_all_the_data_and_grad_evals_counts_the_workers_calls(tmp
     assert mini["grad_evals"].tolist() == full["grad_evals"].tolist()  # one call a round
     assert mini.loc[4, "loss"] != full.loc[4, "loss"]  # a different trajectory
     assert mini["bits"].tolist() == full["bits"].tolist()  # TopK: the same bits a round
-    x = run.method.problem.initial_point()
+    x = run.problem.initial_point()
     loss, _ = run.problem.full_loss_and_grad(x)  # f, never a minibatch
     assert float(loss) == pytest.approx(float(full.loc[0, "loss"]), rel=1e-6)

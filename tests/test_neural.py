@@ -225,10 +225,10 @@ def test_an_interrupted_network_run_keeps_its_figure(tmp_path, monkeypatch):
     )
     step = run.method.step
 
-    def step_until_round_5(x, ev, state, streams, k):
+    def step_until_round_5(x, ev, state, streams, k, objective=None):
         if k == 5:
             raise Interrupted(signal.SIGTERM)
-        return step(x, ev, state, streams, k)
+        return step(x, ev, state, streams, k, objective)
 
     monkeypatch.setattr(run.method, "step", step_until_round_5)
     with pytest.raises(Interrupted):

@@ -107,11 +107,11 @@ def test_a_failure_mid_run_keeps_every_row(tmp_path, monkeypatch):
     r = build_run(config("rounds=100", "log_every=1"))
     real_step, calls = r.method.step, []
 
-    def failing_step(*args):
+    def failing_step(*args, **kwargs):
         calls.append(1)
         if len(calls) > 7:
             raise RuntimeError("simulated crash")
-        return real_step(*args)
+        return real_step(*args, **kwargs)
 
     monkeypatch.setattr(r.method, "step", failing_step)
     with pytest.raises(RuntimeError, match="simulated crash"):

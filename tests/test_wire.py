@@ -20,6 +20,7 @@ from compress_bench.compressors import (
 )
 from compress_bench.compressors.chain import chain
 from compress_bench.compressors.wire import decode, encode, receiver_view
+from compress_bench.methods import evaluate
 from compress_bench.problems.quadratic import SeparableQuadratic
 from compress_bench.rng import Streams
 
@@ -47,7 +48,7 @@ def compress(cname: str, qname: str, G: torch.Tensor, ratio: float, **options):
     )
     n, d = G.shape
     problem = SeparableQuadratic(torch.linspace(0.5, 2.0, d, dtype=G.dtype), torch.ones_like(G))
-    ctx = RoundContext(round_index=2, x=torch.zeros(d, dtype=G.dtype), lr=0.3, problem=problem)
+    ctx = RoundContext(round_index=2, x=torch.zeros(d, dtype=G.dtype), lr=0.3, objective=problem)
     message, _ = op.compress(G, op.init_state(n, d, G.device, G.dtype), Streams(3, n), ctx)
     return message
 
@@ -102,7 +103,7 @@ def test_the_methods_uncompressed_first_round_is_on_the_wire(method):
     args = ("problem=synthetic_logreg", f"method={method}", "method.init=gradient", "lr=0.1")
     run = build_run(compose_config(*args, "compressor=rand_k", "n_workers=3"))
     x = run.problem.initial_point()
-    ev = run.method.evaluate(x)
+    ev = evaluate(run.problem, x)
     message = run.method.step(x, ev, run.method.init_state(x), run.streams, 0).message
     d = run.problem.d
     assert message.format.support == "dense" and message.bits.tolist() == [32 * d] * 3

@@ -89,9 +89,11 @@ def check_batch(G: torch.Tensor) -> tuple[int, int]:
 class RoundContext:
     """What a compressor may know about the round besides its input.
 
-    ``round_index`` seeds shared-seed streams; ``x``, ``lr`` and ``problem`` are there for
-    operators that look at the objective (the importance-based family). ``log_weights`` is the
-    importance a joint solve over all tensors already found for this operator's tensor
+    ``round_index`` seeds shared-seed streams; ``x``, ``lr`` and ``objective`` (the problem
+    the workers evaluate, or a layerwise operator's view of its block) are there for operators
+    that look at the objective (the importance-based family, tagged ``needs_objective``; the
+    method passes on what the loop gave its step). ``log_weights`` is the importance a joint
+    solve over all tensors already found for this operator's tensor
     (``importance.scope=joint``); the operator then uses it instead of solving. ``tensor`` is
     the operator's tensor in a layerwise layout (0 for the whole vector): shared-seed
     operators draw from that tensor's own shared stream. ``group`` lists the tensors of a
@@ -103,7 +105,7 @@ class RoundContext:
     round_index: int = 0
     x: torch.Tensor | None = None
     lr: float | None = None
-    problem: Any = None
+    objective: Any = None
     log_weights: torch.Tensor | None = None
     tensor: int = 0
     group: tuple[int, ...] = ()
@@ -137,6 +139,10 @@ class Message:
     format:      the static :class:`~compress_bench.compressors.wire.WireFormat` both ends
                  agree on, set by the operator chain that produced the message (None for
                  a part's raw output).
+    averaged:    (d,) the mean of every worker's ``values`` (all ranks' workers), when a
+                 collective operator already computed it inside the round from what it
+                 exchanged (PowerSGD with the DDP hook's communicator), else None: the
+                 communicator then returns it and moves nothing more. New ``values`` drop it.
 
     The payload (what really travels) is this message in its format: the support (indices,
     or nothing when dense or shared-seed), the scalar and one symbol per sent value;
@@ -155,6 +161,7 @@ class Message:
     parts: tuple[Message, ...] | None = None  # per-tensor messages of a layerwise operator
     factors: tuple[torch.Tensor, torch.Tensor] | None = None  # low-rank: (left, right)
     fixed: tuple[int, int] | None = None  # (values, side bits) of every worker, when fixed
+    averaged: torch.Tensor | None = None  # (d,) mean over every worker, if already known
 
     @property
     def bits(self) -> torch.Tensor:
@@ -218,6 +225,7 @@ class Message:
             value_bits=self.value_bits if value_bits is None else value_bits,
             side_bits=self.side_bits + extra_side_bits if more else self.side_bits,
             fixed=fixed,
+            averaged=None,
         )
 
     @staticmethod
@@ -278,7 +286,7 @@ class Compressor(ABC):
     name: ClassVar[str]
     unbiased: ClassVar[bool] = False
     deterministic: ClassVar[bool] = True
-    #: True for the operators that query the objective (RoundContext.problem): the md_* family
+    #: True for the operators that query the objective (RoundContext.objective): the md_* family
     needs_objective: ClassVar[bool] = False
     #: op(0) = 0
     zero_to_zero: ClassVar[bool] = True

@@ -151,10 +151,11 @@ class Chain:
         format set: the chain's message."""
         for quantizer in self.quantizers:
             message = quantizer.quantize(message, rng)
-        values = message.values * self.scale if self.scale != 1.0 else message.values
+        if self.scale != 1.0:  # new values: a mean computed in the round no longer holds
+            message = replace(message, values=message.values * self.scale, averaged=None)
         dense = message.kept is None and message.factors is None
         fmt = self.wire_format(message.values.shape[1], dense=dense)
-        return replace(message, values=values, format=fmt)
+        return replace(message, format=fmt)
 
     @property
     def elementwise_tail(self) -> bool:

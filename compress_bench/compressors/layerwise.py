@@ -241,8 +241,8 @@ class Layerwise:
             return None
         if not self.parts[tensor].tags.needs_objective or ctx.x is None:
             return replace(ctx, tensor=tensor)
-        view = BlockView(ctx.problem, columns, ctx.x)
-        return replace(ctx, x=ctx.x[columns], problem=view, tensor=tensor)
+        view = BlockView(ctx.objective, columns, ctx.x)
+        return replace(ctx, x=ctx.x[columns], objective=view, tensor=tensor)
 
     def _joint_solver(self):
         """The importance solver when it moves every tensor's w at once (scope joint)."""
@@ -265,7 +265,7 @@ class Layerwise:
         if not solver.due(previous, ctx.round_index):
             return None
         blocks = tuple(self.layout.slices())
-        return solver.solve(previous, ctx.x, G, ctx.lr, ctx.problem, rng, blocks)
+        return solver.solve(previous, ctx.x, G, ctx.lr, ctx.objective, rng, blocks)
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext, comm: Any = None

@@ -34,6 +34,7 @@ sections 17 and 18.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -340,12 +341,31 @@ class PowerSGD(_LowRank):
             from compress_bench.comm import SimulatedCommunicator
 
             comm = SimulatedCommunicator()
+        if getattr(comm, "all_gather_rows", None) is not None and not (ctx and ctx.group):
+            return self._averaged_round(M, Q, comm, R, d)
         out = power_sgd_collective(
             M, Q, comm.all_reduce_mean, orthogonalization=self.orthogonalization
         )
         local_q = M.mT @ out.p_hat  # worker w's contribution P^ (M_w^T P^)^T = M_w - e_w
         state = {"q": out.q_new.contiguous(), "drawn": True}
         return self.factor_message(out.p_hat, local_q, R, d), state
+
+    def _averaged_round(self, M: torch.Tensor, Q: torch.Tensor, comm: Any, R: int, d: int):
+        """The collective round with a communicator that gathers rows (the DDP hook's):
+        ``P`` by ``all_reduce_mean`` as in :func:`power_sgd_collective`, then every worker's
+        ``M_w^T P^`` by one ``all_gather_rows``, from which ``Q_new`` (their mean) and the
+        message's mean ``mean_w P^ (M_w^T P^)^T`` are computed here, with the simulator's
+        operations (its numbers, bit for bit). The message then carries that mean
+        (``Message.averaged``): the factors travel once, in the round, not again at the
+        aggregation."""
+        P_hat = orthogonalize(comm.all_reduce_mean(M @ Q), self.orthogonalization)
+        local_q = M.mT @ P_hat
+        every_q = comm.all_gather_rows(local_q)  # (n, c, r): every worker's, in worker order
+        q_new = every_q.mean(dim=0, keepdim=True).expand_as(local_q)
+        left = P_hat[:1].expand(every_q.shape[0], -1, -1).contiguous()
+        averaged = (left @ every_q.mT).reshape(every_q.shape[0], d).mean(dim=0)
+        message = replace(self.factor_message(P_hat, local_q, R, d), averaged=averaged)
+        return message, {"q": q_new.contiguous(), "drawn": True}
 
     def __repr__(self) -> str:
         return (

@@ -106,9 +106,9 @@ class _ImportanceCompressor(Compressor):
         previous = state["log_weights"]
         if ctx is not None and not self.solver.due(previous, ctx.round_index):
             return previous
-        if ctx is None or ctx.problem is None or ctx.x is None or ctx.lr is None:
-            raise ValueError(f"{self.name} needs the round's problem, x and lr (RoundContext)")
-        return self.solver.solve(previous, ctx.x, G, ctx.lr, ctx.problem, rng)
+        if ctx is None or ctx.objective is None or ctx.x is None or ctx.lr is None:
+            raise ValueError(f"{self.name} needs the round's objective, x and lr (RoundContext)")
+        return self.solver.solve(previous, ctx.x, G, ctx.lr, ctx.objective, rng)
 
     def compress(
         self, G: torch.Tensor, state: Any, rng: Streams, ctx: RoundContext

@@ -38,8 +38,8 @@ class Tags:
     deterministic    no randomness
     zero_to_zero     op(0) = 0 (one-bit sign sends +1 for a zero input)
     sign_only        the decoded values are signs (+-1): majority vote applies
-    needs_objective  the operator queries the problem (the importance-based md_* family) or
-                     the workers' losses (eSGD)
+    needs_objective  the operator queries the objective (``RoundContext.objective``: the
+                     importance-based md_* family); a method's step then needs ``objective``
     collective       workers' outputs depend on each other: ``compress`` receives the
                      communicator and calls it mid-round (PowerSGD's collective form)
     stackable        rows may be stacked: the operator treats an input of n T rows (row

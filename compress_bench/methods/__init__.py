@@ -4,7 +4,14 @@ Importing this package registers every built-in method (``@register_method``).""
 
 from compress_bench.errors import ConfigError
 from compress_bench.methods import dcgd, diana, ef, ef21  # noqa: F401  (registration)
-from compress_bench.methods.base import METHODS, Evaluation, Method, Proposal, register_method
+from compress_bench.methods.base import (
+    METHODS,
+    Evaluation,
+    Method,
+    Proposal,
+    evaluate,
+    register_method,
+)
 from compress_bench.methods.dcgd import DCGD
 from compress_bench.methods.diana import DIANA
 from compress_bench.methods.ef import EF14
@@ -19,6 +26,7 @@ __all__ = [
     "Evaluation",
     "Method",
     "Proposal",
+    "evaluate",
     "method_class",
     "register_method",
 ]

@@ -5,6 +5,20 @@ state), a collective (the communicator averages the decoded messages, or votes o
 a server phase (the aggregate becomes the direction, and x moves). The phases are separate so
 that a distributed backend and a DDP hook can run them where they belong. All workers are one
 batch: per-worker state has a leading dimension n.
+
+A method is built from its operator, step, server optimizer and communicator, and the shape
+of what it runs on (``n_workers`` rows of ``d`` entries), never from a problem::
+
+    method = METHODS["ef21"](operator, lr, n_workers=n, d=d)
+    state = method.init_state(x)
+    ev = evaluate(problem, x)                 # the loop's call: the workers' losses, gradients
+    proposal = method.step(x, ev, state, streams, k, objective=problem)
+
+The gradients come from the loop (:func:`evaluate` of a problem, a training step's minibatch,
+a DDP bucket); ``objective`` (the problem the workers evaluate) is passed only to what
+queries the objective: the operators tagged ``needs_objective`` (the md_* importance family,
+through ``RoundContext.objective``). A method whose operator needs it and is given none
+raises a ValueError. ``theory_lr`` (``lr=auto``) still reads the problem's constants.
 """
 
 from __future__ import annotations
@@ -48,6 +62,13 @@ class Evaluation:
     @property
     def grad(self) -> torch.Tensor:
         return self.grads.mean(dim=0)
+
+
+def evaluate(problem: Problem, x: torch.Tensor) -> Evaluation:
+    """All of ``problem``'s workers' losses and gradients at x, in one batched call: what a
+    loop hands to :meth:`Method.step` (the problem is the loop's, never the method's)."""
+    losses, grads = problem.loss_and_grad(x.expand(problem.n_workers, -1))
+    return Evaluation(losses, grads)
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,12 @@ class WorkerOutput:
 class Method(ABC):
     """A distributed method: workers compress, the communicator aggregates, x moves.
 
+    Built from the operator, the step ``lr``, the communicator (None: the simulator's) and
+    the server optimizer (None: x - lr g), for ``n_workers`` workers (the rows this process
+    holds: all n in the simulator, one in a torch.distributed rank or a DDP hook) of
+    dimension ``d``; subclasses add their options as keywords. No problem: the loop passes the
+    workers' evaluation to :meth:`step`, and the objective where the operator queries one.
+
     Subclasses set ``name`` and implement :meth:`worker` and :meth:`server`; :meth:`theory_lr`
     gives the step ``lr=auto`` uses (spec 20-24), None where the method has no rule for the
     operator (the runner then stops with one line).
@@ -114,36 +141,45 @@ class Method(ABC):
 
     def __init__(
         self,
-        problem: Problem,
         operator: Operator,
         lr: float,
+        *,
+        n_workers: int,
+        d: int,
         communicator: Communicator | None = None,
         optimizer: ServerOptimizer | None = None,
     ):
-        self.problem = problem
         self.operator = operator
         self.lr = lr
+        self.n_workers, self.d = int(n_workers), int(d)
         self.communicator = communicator or SimulatedCommunicator()
         # x^{k+1} = x^k - lr g^k unless the run configures another server optimizer
         self.optimizer = optimizer or ServerOptimizer(lr=lr)
 
     def init_state(self, x0: torch.Tensor) -> dict[str, Any]:
-        n, d = self.problem.n_workers, self.problem.d
+        n, d = self.n_workers, self.d
         return {
             "operator": self.operator.init_state(n, d, x0.device, x0.dtype),
             "optimizer": self.optimizer.init_state(x0),
         }
 
-    def evaluate(self, x: torch.Tensor) -> Evaluation:
-        """All workers' losses and gradients at x, in one batched call."""
-        losses, grads = self.problem.loss_and_grad(x.expand(self.problem.n_workers, -1))
-        return Evaluation(losses, grads)
-
     def context(
-        self, x: torch.Tensor, round_index: int, losses: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        round_index: int,
+        losses: torch.Tensor | None = None,
+        objective: Any = None,
     ) -> RoundContext:
+        """The round as the operator sees it; ``objective`` (the problem the workers evaluate)
+        is required when the operator queries it (tagged ``needs_objective``)."""
+        if objective is None and self.operator.tags.needs_objective:
+            raise ValueError(
+                f"{self.operator.display.name} queries the objective (tagged "
+                f"needs_objective): pass the problem the workers evaluate as "
+                f"method.step(..., objective=problem)"
+            )
         return RoundContext(
-            round_index=round_index, x=x, lr=self.lr, problem=self.problem, losses=losses
+            round_index=round_index, x=x, lr=self.lr, objective=objective, losses=losses
         )
 
     def compress(
@@ -164,9 +200,11 @@ class Method(ABC):
         state: dict[str, Any],
         streams: Streams,
         round_index: int,
+        objective: Any = None,
     ) -> WorkerOutput:
         """Every worker's message of round ``round_index`` and their new state. Row i of
-        everything depends only on worker i's gradient, state and streams."""
+        everything depends only on worker i's gradient, state and streams (and, for an
+        operator tagged needs_objective, on ``objective``, which :meth:`context` passes on)."""
 
     def aggregate(self, message: Message) -> torch.Tensor:
         """The collective: (1/n) sum_i of the decoded messages, shape (d,)."""
@@ -180,11 +218,19 @@ class Method(ABC):
         the server optimizer (compress_bench/optim.py) turns g^k into x^{k+1}."""
 
     def step(
-        self, x: torch.Tensor, ev: Evaluation, state: Any, streams: Streams, round_index: int
+        self,
+        x: torch.Tensor,
+        ev: Evaluation,
+        state: Any,
+        streams: Streams,
+        round_index: int,
+        objective: Any = None,
     ) -> Proposal:
         """Round ``round_index`` from x, given the workers' evaluation at x and their random
-        streams (passed in, never held: a checkpoint or a rank owns them)."""
-        out = self.worker(x, ev, state, streams, round_index)
+        streams (passed in, never held: a checkpoint or a rank owns them); ``objective``: the
+        problem the workers evaluate, for an operator tagged needs_objective (ValueError
+        without it), unused otherwise."""
+        out = self.worker(x, ev, state, streams, round_index, objective)
         direction, new_state = self.server(self.aggregate(out.message), out.state)
         x_next, opt_state = self.optimizer.step(x, direction, new_state["optimizer"], round_index)
         new_state = {**new_state, "optimizer": opt_state}
@@ -192,7 +238,8 @@ class Method(ABC):
 
     @classmethod
     def theory_lr(cls, problem: Problem, operator: Operator) -> float | None:
-        """The step of the method's analysis for this operator (``lr=auto``)."""
+        """The step of the method's analysis for this operator (``lr=auto``), from the
+        problem's constants (L, L_i, mu); the method itself never holds the problem."""
         return None
 
     @classmethod

@@ -41,8 +41,10 @@ class DCGD(Method):
             )
         self.aggregation = aggregation
 
-    def worker(self, x, ev: Evaluation, state, streams, round_index: int) -> WorkerOutput:
-        ctx = self.context(x, round_index, ev.losses)
+    def worker(
+        self, x, ev: Evaluation, state, streams, round_index: int, objective=None
+    ) -> WorkerOutput:
+        ctx = self.context(x, round_index, ev.losses, objective)
         message, state = self.compress(ev.grads, state, streams, ctx)
         return WorkerOutput(message, state, ev.grads)
 

@@ -33,7 +33,7 @@ class DIANA(Method):
     def __init__(self, *args, alpha: float | None = None, init: str = "zeros", **kwargs):
         super().__init__(*args, **kwargs)
         self.init = check_choice(init, INITS, "method.init")
-        omega = self.operator.constants(self.problem.d).omega
+        omega = self.operator.constants(self.d).omega
         if alpha is None:
             if omega is None:
                 raise ConfigError(
@@ -48,16 +48,16 @@ class DIANA(Method):
 
     def init_state(self, x0):
         state = super().init_state(x0)
-        n, d = self.problem.n_workers, self.problem.d
+        n, d = self.n_workers, self.d
         zeros = torch.zeros(n, d, device=x0.device, dtype=x0.dtype)
         return {**state, "h_workers": zeros, "h": zeros[0].clone(), "started": False}
 
-    def worker(self, x, ev, state, streams, round_index):
+    def worker(self, x, ev, state, streams, round_index, objective=None):
         if not state["started"] and self.init == "gradient":
             dense = uncompressed(ev.grads)  # the shifts themselves, uncompressed: 32 d bits
             return WorkerOutput(dense, {**state, "h_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["h_workers"]
-        ctx = self.context(x, round_index, ev.losses)
+        ctx = self.context(x, round_index, ev.losses, objective)
         message, state = self.compress(inputs, state, streams, ctx)
         h_workers = state["h_workers"] + self.alpha * message.values
         return WorkerOutput(message, {**state, "h_workers": h_workers}, inputs)

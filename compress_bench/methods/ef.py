@@ -25,13 +25,13 @@ from compress_bench.methods.dcgd import DCGD
 class EF14(DCGD):
     name = "ef"
 
-    def __init__(self, problem, operator, *args, **kwargs):
+    def __init__(self, operator, *args, d: int, **kwargs):
         # a contractive operator (B3) is what EF's analysis needs: TopK + dithering runs
         # scaled by 1/(1 + omega) (Chain.contractive)
-        super().__init__(problem, error_feedback(operator.contractive(problem.d)), *args, **kwargs)
+        super().__init__(error_feedback(operator.contractive(d)), *args, d=d, **kwargs)
 
-    def worker(self, x, ev, state, streams, round_index):
-        out = super().worker(x, ev, state, streams, round_index)
+    def worker(self, x, ev, state, streams, round_index, objective=None):
+        out = super().worker(x, ev, state, streams, round_index, objective)
         error_before = state["operator"][0]
         # the diagnostic compares the message with what was compressed: e + g
         return type(out)(out.message, out.state, error_before + ev.grads)

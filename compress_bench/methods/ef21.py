@@ -38,23 +38,23 @@ INITS = ("gradient", "compressed")
 class EF21(Method):
     name = "ef21"
 
-    def __init__(self, problem, operator, *args, init: str = "gradient", **kwargs):
+    def __init__(self, operator, *args, d: int, init: str = "gradient", **kwargs):
         # B3 is what EF21's analysis needs: TopK + dithering runs scaled by 1/(1 + omega)
-        super().__init__(problem, operator.contractive(problem.d), *args, **kwargs)
+        super().__init__(operator.contractive(d), *args, d=d, **kwargs)
         self.init = check_choice(init, INITS, "method.init")
 
     def init_state(self, x0):
         state = super().init_state(x0)
-        n, d = self.problem.n_workers, self.problem.d
+        n, d = self.n_workers, self.d
         zeros = torch.zeros(n, d, device=x0.device, dtype=x0.dtype)
         return {**state, "g_workers": zeros, "g": zeros[0].clone(), "started": False}
 
-    def worker(self, x, ev, state, streams, round_index):
+    def worker(self, x, ev, state, streams, round_index, objective=None):
         if not state["started"] and self.init == "gradient":
             message = uncompressed(ev.grads)  # uncompressed: 32 d bits
             return WorkerOutput(message, {**state, "g_workers": ev.grads}, ev.grads)
         inputs = ev.grads - state["g_workers"]
-        ctx = self.context(x, round_index, ev.losses)
+        ctx = self.context(x, round_index, ev.losses, objective)
         message, state = self.compress(inputs, state, streams, ctx)
         return WorkerOutput(
             message, {**state, "g_workers": state["g_workers"] + message.values}, inputs

@@ -1,11 +1,13 @@
 """A problem seen by some of its workers: what a torch.distributed rank holds.
 
-``WorkerView(problem, (i,))`` is worker i's part of ``problem``: ``n_workers`` is 1, and
-``loss_and_grad(X)`` returns worker i's loss and gradient at X's row, with the numbers the
-simulator's batched call gives for row i. It evaluates through the whole problem (the other
-rows at the same point, then dropped), so a rank's numbers are the simulator's bit for bit
-whatever the problem's batching; a problem that can evaluate one shard alone can replace
-this by a view that loads only its shard (issue 18's rank-separable data, not done yet).
+:func:`rank_problem` gives a rank its workers' part of a problem. A problem with rank-separable
+data builds that part itself (``for_workers``: logistic regression holds and evaluates only
+those workers' shards, with the simulator's numbers for their rows bit for bit; L, f* and the
+data order stay the whole problem's). Any other problem gets a :class:`WorkerView`, the
+fallback: ``WorkerView(problem, (i,))`` has ``n_workers`` 1, and ``loss_and_grad(X)`` returns
+worker i's loss and gradient at X's row, with the numbers the simulator's batched call gives
+for row i. It evaluates through the whole problem (the other rows at the same point, then
+dropped): exact whatever the problem's batching, but n times the work of worker i alone.
 """
 
 from __future__ import annotations
@@ -15,11 +17,19 @@ from collections.abc import Sequence
 import torch
 
 from compress_bench.layout import Layout
-from compress_bench.problems.base import Problem, Reference
+from compress_bench.problems.base import Constants, Problem, Reference
+
+
+def rank_problem(problem: Problem, workers: Sequence[int]) -> Problem:
+    """Workers ``workers`` of ``problem``: its own ``for_workers(workers)`` where it has one
+    (only their data is kept), else a :class:`WorkerView` of the whole problem."""
+    for_workers = getattr(problem, "for_workers", None)
+    return WorkerView(problem, workers) if for_workers is None else for_workers(workers)
 
 
 class WorkerView(Problem):
-    """Workers ``workers`` of ``problem`` (see the module docstring)."""
+    """Workers ``workers`` of ``problem``, evaluated through the whole problem (the fallback
+    of :func:`rank_problem` for a problem without ``for_workers``; module docstring)."""
 
     def __init__(self, problem: Problem, workers: Sequence[int]):
         self.problem = problem
@@ -42,10 +52,22 @@ class WorkerView(Problem):
     def evaluations(self) -> int:
         return self.problem.evaluations
 
-    def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @evaluations.setter
+    def evaluations(self, calls: int) -> None:  # the run loop's counter is the problem's
+        self.problem.evaluations = calls
+
+    def _embed(self, X: torch.Tensor) -> torch.Tensor:
         full = X[:1].expand(self.problem.n_workers, -1).clone()
         full[self._rows] = X
-        losses, grads = self.problem.loss_and_grad(full)
+        return full
+
+    def loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, grads = self.problem.loss_and_grad(self._embed(X))
+        return losses[self._rows], grads[self._rows]
+
+    def shard_loss_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A minibatch problem's full-data evaluation (the metrics'), these workers' rows."""
+        losses, grads = self.problem.shard_loss_and_grad(self._embed(X))
         return losses[self._rows], grads[self._rows]
 
     def initial_point(self) -> torch.Tensor:
@@ -58,6 +80,10 @@ class WorkerView(Problem):
     @property
     def worker_smoothness(self) -> torch.Tensor:
         return self.problem.worker_smoothness[self._rows]
+
+    def constants(self) -> Constants | None:
+        """The whole problem's L and max_i L_i (the run's step and summary)."""
+        return self.problem.constants()
 
     def get_data_state(self) -> dict:
         return self.problem.get_data_state()

@@ -1,7 +1,7 @@
 """Figures regenerated from a finished sweep (``make figures``):
 ``python -m compress_bench.report.figures EXPERIMENT SWEEP_DIR OUT_PNG``.
 
-``thesis_logreg``: the thesis's Figure "LogReg" (reference: shared/reference/thesis_logreg.png):
+``thesis_logreg``: the thesis's Figure "LogReg" (ours: docs/figures/thesis_logreg.png):
 relative gradient norm against cumulative bits under the thesis's accounting, one line per
 operator, from ``compress-bench -m experiment=thesis_logreg``; plus a table of rounds, bits
 (both conventions) and local gradient evaluations to reach the tolerance. ``thesis_cifar``: the

@@ -1,7 +1,8 @@
 """Round time of TopK + Q DCGD on mushrooms at n = 1, 10, 100 workers (same total data).
 
 Prints, from one run on this machine:
-  * rounds per second of the real round loop (runner.execute, metrics logged once at the end),
+  * rounds per second of the real round loop (run/rounds.py's execute, metrics logged once at
+    the end),
   * the ratio of the round time at n to the round time at n = 1 (goal at n = 100: <= 1.5),
   * the ratio of one round to one full-gradient evaluation of the problem (goal at n = 1: <= 3).
 Timings are medians over repeats, measured interleaved so that machine noise hits all equally.

@@ -15,9 +15,9 @@ experiment=thesis_cifar_offline's settings (batch 128 per worker, per tensor, SG
 momentum) for identity, TopK, RandK (both with power-of-two rounding, as in the figure), MD
 Weighted Greedy (importance=thesis_resnet, the joint solve, K = 200 or ``--importance-steps``,
 every 78 rounds) and PowerSGD (rank 2, DCGD, no quantizer: it sends factors), for
-``--workers`` (default 1 and 4): the images/s of the CLI's round (the loop body of
-training.execute_training: the gradients, the method's step, the loss read back, the bit
-count; no syncs inside it), the share of that round outside forward/backward (against the
+``--workers`` (default 1 and 4): the images/s of the CLI's round (run/rounds.py's run_round
+of a neural run: the gradients, the method's step, the loss read back, the bit count; no
+syncs inside it), the share of that round outside forward/backward (against the
 forward/backward passes alone, timed on their own), and for MD Weighted Greedy the solve's
 seconds and the images/s with it spread over its 78 rounds. The rounds between test
 evaluations are what a sweep spends its time on; its evaluation and checkpoint every 78 rounds
@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 
 from compress_bench.config import compose_config
-from compress_bench.loop import BitLedger
 from compress_bench.methods.base import Evaluation
+from compress_bench.run.ledger import BitLedger
 from compress_bench.runner import build_run
 
 
@@ -270,7 +270,7 @@ def forward_backward_seconds(args, run, sync) -> float:
 
 
 class Rounds:
-    """A run's rounds as training.execute_training runs them, in its order: the gradients,
+    """A run's rounds as run_round runs a neural run's, in its order: the gradients,
     the method's step, the loss read back (the loop's one read-back a round), the bit count
     (no metrics row, no stop rules)."""
 

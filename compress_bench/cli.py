@@ -95,7 +95,8 @@ _checked = Checked()
 def _hydra_main(cfg: DictConfig) -> None:
     from compress_bench import dist
     from compress_bench.compressors.paths import portable
-    from compress_bench.runner import build_run, execute
+    from compress_bench.run.build import build_run
+    from compress_bench.run.rounds import execute
 
     signals.check()  # a signal held while the imports ran
     hydra_cfg = HydraConfig.get()

@@ -208,7 +208,7 @@ def _check_resume(cfg: DictConfig) -> None:
     of the checkpoint: its config, its format)."""
     if not cfg.get("resume"):
         return
-    from compress_bench.state import CHECKPOINT
+    from compress_bench.run.state import CHECKPOINT
 
     folder = Path(str(cfg.resume)).expanduser().absolute()
     if not (folder / CHECKPOINT).is_file():

@@ -118,7 +118,7 @@ class DType(Enum):
 
 
 class TolMetric(Enum):
-    """The metrics ``tol`` can stop on (compress_bench/loop.py: convex or training ones)."""
+    """The metrics ``tol`` can stop on (compress_bench/run/metrics.py: convex or training ones)."""
 
     grad_norm_rel = "grad_norm_rel"
     grad_norm = "grad_norm"
@@ -517,7 +517,7 @@ class Config:
     tol_metric: TolMetric = TolMetric.grad_norm_rel  # test_accuracy: stop at >= tol
     max_bits: float | None = bounded(None, gt=0)
     # diverged once grad norm (networks: train loss) passes this x its value at x^0; None:
-    # only a non-finite value diverges (the rule and its default: loop.DIVERGE_FACTOR)
+    # only a non-finite value diverges (the rule and its default: run/metrics.py)
     diverge_factor: float | None = bounded(1e6, gt=1)
     log_every: int = bounded(10, ge=1)
     device: Device = Device.auto

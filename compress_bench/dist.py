@@ -18,11 +18,11 @@ after ``dist_timeout`` seconds in their next collective.
 
 Checkpoints: rank 0 writes ``checkpoint.pt`` with every rank's method state and streams
 (gathered on the rounds that write one); ``resume=<run dir>`` is checked on rank 0, and every
-rank resumes from its part (loop.Checkpoints). A distributed checkpoint resumes only with the
-same number of ranks (``n_workers`` is in the config's fingerprint), and one line refuses it
-to the simulator and a simulator's checkpoint to the ranks. Not yet: CUDA ranks (NCCL);
-reading only a rank's own shard from disk (each rank loads the whole dataset, and builds the
-whole problem once at start-up, before it keeps its part).
+rank resumes from its part (run/session.py's Checkpoints). A distributed checkpoint resumes
+only with the same number of ranks (``n_workers`` is in the config's fingerprint), and one
+line refuses it to the simulator and a simulator's checkpoint to the ranks. Not yet: CUDA
+ranks (NCCL); reading only a rank's own shard from disk (each rank loads the whole dataset,
+and builds the whole problem once at start-up, before it keeps its part).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def launch(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise UserError(f"rank {rank} {what}; the other ranks were stopped")
     summary = json.loads((out_dir / "summary.json").read_text())
     if cfg.get("resume"):  # this command's log and Hydra record move into the run's folder
-        from compress_bench.loop import continue_log_in
+        from compress_bench.run.session import continue_log_in
 
         continue_log_in(out_dir, summary.get("resumed_at_round", 0))
     return summary
@@ -145,7 +145,8 @@ def under_torchrun() -> bool:
 def _run_rank(
     rank: int, world: int, cfg: DictConfig, out_dir: Path, init_method: str | None
 ) -> dict[str, Any] | None:
-    from compress_bench.runner import build_run, execute
+    from compress_bench.run.build import build_run
+    from compress_bench.run.rounds import execute
 
     timeout = timedelta(seconds=float(cfg.get("dist_timeout") or 120))
     kwargs = {"init_method": init_method} if init_method else {}

@@ -97,7 +97,7 @@ def received() -> signal.Signals | None:
 
 def held() -> signal.Signals | None:
     """The signal :func:`check` would raise now, left held; None if none. A torch.distributed
-    rank reads it so that every rank stops at the same round (loop.Checkpoints)."""
+    rank reads it so that every rank stops at the same round (run/session.py's Checkpoints)."""
     return _pending or _raised
 
 

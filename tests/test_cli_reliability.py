@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from compress_bench import runner
+from compress_bench.run import rounds
 from tests.conftest import run_main, start_cli
 
 SYNTH = ("problem=synthetic_logreg", "progress=false")
@@ -125,7 +125,7 @@ def test_a_bug_is_one_line_exit_1_with_the_traceback_kept(tmp_path, monkeypatch,
     def broken(run, out_dir):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(runner, "execute", broken)
+    monkeypatch.setattr(rounds, "execute", broken)
     run_dir = tmp_path / "run"
     code, _, err = run_main([*SYNTH, f"hydra.run.dir={run_dir}"], tmp_path, monkeypatch, capfd)
     assert code == 1 and len(err.strip().splitlines()) == 1, err

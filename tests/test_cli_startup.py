@@ -65,7 +65,7 @@ _KILL_WHILE_IMPORTING = textwrap.dedent(
     [
         "hydra.core.hydra_config",  # compress_bench.cli, before main()
         "matplotlib.scale",  # the sweep-report callback Hydra instantiates before the job
-        "torch.nn",  # compress_bench.runner, imported by the job
+        "torch.nn",  # compress_bench.run.build, imported by the job
     ],
 )
 def test_sigterm_inside_an_import_is_one_line_exit_143(module, tmp_path):

@@ -17,8 +17,8 @@ import pytest
 
 from compress_bench.config import compose_config
 from compress_bench.errors import UserError
+from compress_bench.run.state import CHECKPOINT, load_checkpoint
 from compress_bench.runner import build_run, execute
-from compress_bench.state import CHECKPOINT, load_checkpoint
 from tests.conftest import _cli_env
 
 SYNTH = ("problem=synthetic_logreg", "progress=false", "threads=1")
@@ -114,7 +114,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, m
         execute(run, tmp_path)
     assert f"cannot write {tmp_path / CHECKPOINT}: No space left on device" in str(exc.value)
     assert _temporaries(tmp_path) == [] and _summary(tmp_path)["status"] == "failed"
-    from compress_bench.loop import Checkpoints
+    from compress_bench.run.session import Checkpoints
 
     assert load_checkpoint(tmp_path, Checkpoints(run, tmp_path).fingerprint).round == 10
 

@@ -16,7 +16,7 @@ from compress_bench.runner import build_run, execute
 from tests.conftest import run_cli
 
 SATURATING = ("compressor=identity", "quantizer=natural", "lr=100")
-DIVERGE_FACTOR = 1e6  # the default of diverge_factor (compress_bench.loop.DIVERGE_FACTOR)
+DIVERGE_FACTOR = 1e6  # the default of diverge_factor (compress_bench.run.metrics.DIVERGE_FACTOR)
 
 
 def _strict_json(path):

@@ -15,10 +15,10 @@ import torch
 
 from compress_bench.comm.network import TOPOLOGIES, NetworkModel, sim_time
 from compress_bench.config import compose_config, config_groups, network_node
-from compress_bench.loop import TIME_COLUMNS, BitLedger
 from compress_bench.report.comparison import figure_comparison
 from compress_bench.report.panels import SIM_TIME, SIM_TIME_LABEL, x_columns
 from compress_bench.report.plots import figure_convex, figure_neural
+from compress_bench.run.ledger import TIME_COLUMNS, BitLedger
 from compress_bench.runner import build_run, execute
 from tests.conftest import DATASETS, run_main
 

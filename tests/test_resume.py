@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compress_bench.state import RunState, load_checkpoint, save_checkpoint
+from compress_bench.run.state import RunState, load_checkpoint, save_checkpoint
 from tests.conftest import start_cli
 
 TIMING_COLUMNS = {"wall_time", "images_per_second"}
@@ -58,7 +58,13 @@ def kill_and_resume(tmp_path, data_dir, args, wait_rows: int, timeout: float = 3
     return want
 
 
-@pytest.mark.parametrize("extra", [[], ["problem.batch_size=16"]], ids=["full", "minibatch"])
+@pytest.mark.parametrize(
+    "extra",
+    # the minibatch case (~50 s) under `slow`: minibatch resume runs by default in
+    # tests/test_resume_checks.py and tests/test_minibatch.py
+    [[], pytest.param(["problem.batch_size=16"], marks=pytest.mark.slow)],
+    ids=["full", "minibatch"],
+)
 def test_logreg_killed_and_resumed_is_bit_for_bit(tmp_path, mushrooms_dir, extra):
     """Full batch, and minibatches (the data-order stream is in the checkpoint)."""
     args = [

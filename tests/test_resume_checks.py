@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from compress_bench.cli import main
-from compress_bench.state import CHECKPOINT
+from compress_bench.run.state import CHECKPOINT
 
 SYNTH = ("problem=synthetic_logreg", "progress=false", "threads=1")
 RUN = ("rounds=30", "log_every=3", "checkpoint_every=10")  # checkpoint at round 30, 10 rows

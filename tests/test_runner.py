@@ -206,7 +206,7 @@ def test_the_progress_bar_of_a_max_bits_run_measures_the_bit_budget(capsys):
     """rounds is only a cap for a max_bits run (thesis_logreg: 100000): the bar shows the
     share of the nearer stop, here half the bits, not 10 of 1e9 rounds (an ETA of millions of
     hours before)."""
-    from compress_bench.loop import Progress
+    from compress_bench.run.session import Progress
 
     progress = Progress(10**9, True, max_bits=1000.0)
     progress.update(10, 10**9, 0.5, 500.0)

@@ -2,7 +2,7 @@
 ``final_test_accuracy`` and ``final_epoch``.
 
 A neural run's summary.json has ``final``: train_loss, test_loss, test_accuracy, epoch (see
-:mod:`compress_bench.training`), which the convex columns of the table (final_loss,
+:mod:`compress_bench.run.metrics`), which the convex columns of the table (final_loss,
 final_grad_norm_rel, ...) leave out. They are added after ``final_grad_norm_rel`` when a job of
 the sweep is neural (its summary.json has them, or its metrics.csv has the neural columns), so
 the table of a convex sweep keeps its columns.

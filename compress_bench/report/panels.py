@@ -2,7 +2,7 @@
 
 A convex run's metrics.csv (:data:`compress_bench.report.metrics.METRIC_COLUMNS`) has the loss
 gap and the relative gradient norm; a neural run's (``TRAINING_COLUMNS`` of
-:mod:`compress_bench.training`) has the training loss, the test loss and the test accuracy, and
+:mod:`compress_bench.run.metrics`) has the training loss, the test loss and the test accuracy, and
 the epoch as a third x axis; a run with a simulated network (spec 28) adds ``sim_time`` as
 the last x axis, next to the bits. The figures decide which from the columns a metrics table has, so
 a sweep of either kind (or of both) draws what its jobs logged rather than empty panels.

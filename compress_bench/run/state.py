@@ -3,9 +3,10 @@
 One value holds the round index, x, the method's state (the operator's state, EF memories,
 EF21's g_i, DIANA's shifts, the md_* weights, the server optimizer's), every random stream, the
 data order (the problem's minibatch samplers), the bit ledger and the position in metrics.csv
-(rows written, the pending diagnostics). The round loop is ``state -> next state``; a
-checkpoint is this value written with ``torch.save`` (tensors and plain data only, so
-``torch.load(weights_only=True)`` reads it: no pickled objects run on load).
+(rows written, the pending diagnostics). The round loop is ``state -> next state``
+(run/rounds.py's ``run_round``); a checkpoint is this value written with ``torch.save``
+(tensors and plain data only, so ``torch.load(weights_only=True)`` reads it: no pickled
+objects run on load).
 
 Checkpoints are atomic: written to a temporary file in the run folder, flushed, fsync'ed, then
 renamed over ``checkpoint.pt`` (and the folder fsync'ed), so a kill at any moment leaves the
@@ -53,12 +54,15 @@ RESUME_FREE_KEYS = (
 
 @dataclass
 class RunState:
-    """The run at the start of round ``round`` (see the module docstring)."""
+    """The run at the start of round ``round`` (see the module docstring). Between rounds the
+    loop (run/rounds.py) carries round, x and the method state; the other fields, which
+    advance in place (streams, data order, ledger, metrics position), are filled by its
+    ``snapshot`` when a checkpoint is written."""
 
     round: int
     x: torch.Tensor
     method: Any  # the method's state: operator state, memories, server optimizer state
-    streams: dict[str, Any]
+    streams: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     ledger: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)  # rows written, pending values

@@ -1,15 +1,14 @@
-"""What the convex round loop (runner.py) and the neural one (training.py) share: the summary
-head and the start of a run (a resume is checked whole first, so a refused one writes
-nothing), checkpoints at round starts, the divergence factor, the bit ledger, the progress
-display, and the end of a run: summary.json written even on a full disk or in a read-only
-folder where that can be done at all, and a write error turned into one line."""
+"""The start and the end of a run, around its rounds: the summary head, a resume checked whole
+before anything is written (so a refused one writes nothing), the checkpoints written at round
+starts (the torch.distributed ranks' included), the progress display, and the end of a run:
+summary.json written even on a full disk or in a read-only folder where that can be done at
+all, and a write error turned into one line."""
 
 from __future__ import annotations
 
 import errno
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -26,13 +25,10 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from compress_bench import signals
-from compress_bench.comm.network import NetworkModel, sim_time
-from compress_bench.compressors.bits import thesis_bits
-from compress_bench.config import network_node
 from compress_bench.errors import ConfigError, Interrupted, UserError
-from compress_bench.report import THESIS_BITS_COLUMN, MetricsWriter, plot_run, write_json_atomic
+from compress_bench.report import MetricsWriter, plot_run, write_json_atomic
 from compress_bench.report.metrics import json_safe
-from compress_bench.state import (
+from compress_bench.run.state import (
     CHECKPOINT,
     RunState,
     config_fingerprint,
@@ -44,40 +40,6 @@ from compress_bench.state import (
 log = logging.getLogger("compress_bench")
 
 PLAIN_LOG_SECONDS = 5.0  # cadence of the progress lines when no progress bar is shown
-
-#: what ``tol`` can stop on: the convex loop's metrics, and the neural loop's (on the rows it
-#: logs, every ``eval_every`` rounds); a metric stops when it is <= tol, or >= tol for those
-#: where higher is better
-CONVEX_TOL_METRICS = ("grad_norm_rel", "grad_norm", "loss_gap", "loss")
-TRAINING_TOL_METRICS = ("train_loss", "test_loss", "test_accuracy")
-HIGHER_IS_BETTER = frozenset({"test_accuracy"})
-
-#: ``diverge_factor``'s default: a run has diverged once its gradient norm (convex problems)
-#: or its training loss (networks) is this many times its value at x^0. Runs that converge stay
-#: far below it: on mushrooms every operator of thesis_logreg, error_feedback and
-#: biased_compression at its preset step stays at or below 1x, and plain GD, TopK + EF and
-#: natural compression at steps up to 19 (past 2/L = 0.74, oscillating, not converging) peak
-#: at 57x, 17x and 9.2e3x; the MNIST smoke runs (dcgd, ef, ef21) peak at 2.1x their first
-#: loss. A run blown up by natural compression or power-of-two rounding, which saturate at
-#: +-2^127 and so never reach inf, passes it within a few rounds (lr=100: 1.2e6x at round 6).
-DIVERGE_FACTOR = 1e6
-
-
-def diverge_factor(cfg) -> float | None:
-    """The run's divergence factor: ``diverge_factor`` (None: only a non-finite value
-    diverges), DIVERGE_FACTOR when the config has no such key."""
-    value = cfg.get("diverge_factor", DIVERGE_FACTOR)
-    return None if value is None else float(value)
-
-
-def tol_reached(row: dict[str, Any], metric: str, tol: float | None) -> bool:
-    """Whether the row's ``metric`` has reached ``tol`` (never for a missing or NaN value)."""
-    if tol is None:
-        return False
-    value = row.get(metric)
-    if value is None or not math.isfinite(value):
-        return False
-    return value >= tol if metric in HIGHER_IS_BETTER else value <= tol
 
 
 class Progress:
@@ -302,11 +264,12 @@ class Start:
 def start_run(
     run, out_dir: Path, columns: tuple[str, ...], needs: dict[str, tuple[str, ...]]
 ) -> Start:
-    """What both round loops do first. A resume is checked whole before anything is written
-    (:func:`check_resume`), its random streams and data order restored, then summary.json is
-    written with status running (a folder that refuses it is one line, nothing written), and a
-    resumed run's log moves to its own folder (:func:`continue_log_in`). ``columns`` are the
-    loop's metrics.csv columns, ``needs`` the ledger and metrics keys its checkpoints hold."""
+    """What a run does before its first round. A resume is checked whole before anything is
+    written (:func:`check_resume`), its random streams and data order restored, then
+    summary.json is written with status running (a folder that refuses it is one line, nothing
+    written), and a resumed run's log moves to its own folder (:func:`continue_log_in`).
+    ``columns`` are the run's metrics.csv columns, ``needs`` the ledger and metrics keys its
+    checkpoints hold (those of its problem kind, run/metrics.py)."""
     summary = summary_head(run)
     summary_path = out_dir / "summary.json"
     checkpoints = Checkpoints(run, out_dir)
@@ -336,7 +299,7 @@ def check_resume(
     is written so that a refused resume leaves the folder byte for byte as it was:
     ``rounds`` below the checkpoint's round (the run would end before its own checkpoint and
     its rows after ``rounds`` would be cut), an x of another shape or dtype than the problem's,
-    a checkpoint without the ledger or metrics entries of this loop, a metrics.csv that does
+    a checkpoint without the ledger or metrics entries of this problem kind, a metrics.csv that does
     not hold the rows the checkpoint counts (fewer rows, other columns, or a last kept row of
     another round than the checkpoint recorded), a folder that cannot be written. Returns the
     last metrics row the resumed run keeps, as numbers ({} when it keeps none)."""
@@ -576,124 +539,6 @@ def plot_quietly(out_dir: Path, summary: dict[str, Any]) -> None:
         plot_run(out_dir / "metrics.csv", out_dir / "loss.png", title=run_title(summary))
     except Exception as err:
         log.warning("could not draw loss.png: %s", err)
-
-
-#: the columns a run with a network (spec 28) adds at the end of metrics.csv
-TIME_COLUMNS = ("comm_time", "sim_time")
-
-
-class BitLedger:
-    """Cumulative uplink bits: the exact encoding (spec 0.6) and, with bits_convention=thesis,
-    the thesis code's accounting in its own column; ``max_bits`` counts in the chosen one.
-
-    With a ``network`` (spec 28, :class:`~compress_bench.comm.network.NetworkModel`) it also
-    keeps the cumulative simulated communication time of the rounds applied, from each
-    worker's bits, and stamps the rows with ``comm_time`` and ``sim_time`` (compute time, the
-    measured ``wall_time`` or ``compute_time`` seconds per round, plus ``comm_time``).
-
-    A round's cost is a tuple of host integers: (spec bits of all workers, thesis bits), and
-    with a network each worker's bits after them, so that the ranks of a distributed run can
-    sum their costs element by element (a rank fills its own workers' slots from
-    ``first_worker`` on, zeros elsewhere) and every rank times the same whole round."""
-
-    def __init__(
-        self,
-        n_workers: int,
-        thesis: bool,
-        network: NetworkModel | None = None,
-        compute_time: float | None = None,
-        first_worker: int = 0,
-    ):
-        self.n, self.thesis = n_workers, thesis
-        self.total, self.thesis_total = 0, 0  # all workers, exact integers
-        self.network, self.compute_time = network, compute_time
-        self.first = first_worker  # the worker of the message's first row
-        self.comm_time = 0.0  # seconds, the rounds applied (with a network)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The metrics columns the ledger adds after the loop's own (none without a network)."""
-        return TIME_COLUMNS if self.network is not None else ()
-
-    def cost(self, proposal) -> tuple[int, ...]:
-        """(spec bits of all workers, thesis bits) of a round, and with a network the bits of
-        each of the n workers (0 for those whose rows the message does not hold)."""
-        thesis = int(thesis_bits(proposal.message).sum()) if self.thesis else 0
-        if self.network is None:
-            return proposal.total_bits(), thesis  # no read-back for fixed-size messages
-        per_worker = [0] * self.n
-        held = worker_bits(proposal)
-        per_worker[self.first : self.first + len(held)] = held
-        return sum(held), thesis, *per_worker
-
-    @property
-    def budget_total(self) -> int:
-        return self.thesis_total if self.thesis else self.total
-
-    def per_worker_after(self, spent: tuple[int, ...]) -> float:
-        return (self.budget_total + spent[1 if self.thesis else 0]) / self.n
-
-    def add(self, spent: tuple[int, ...]) -> None:
-        self.total += spent[0]
-        self.thesis_total += spent[1]
-        if self.network is not None:  # the round's time, from every worker's bits
-            self.comm_time += self.network.round_time(spent[2:])
-
-    def row(self) -> dict[str, Any]:
-        row = {"bits": self.total / self.n, "bits_total": self.total}
-        if self.thesis:
-            row[THESIS_BITS_COLUMN] = self.thesis_total / self.n
-        return row
-
-    def stamp(self, row: dict[str, Any]) -> None:
-        """With a network, add ``comm_time`` and ``sim_time`` to a metrics row (whose
-        ``round`` rounds have run, in ``wall_time`` seconds); nothing without one."""
-        if self.network is None:
-            return
-        row["comm_time"] = self.comm_time
-        row["sim_time"] = sim_time(
-            self.comm_time, row["wall_time"], row["round"], self.compute_time
-        )
-
-    def time_state(self) -> dict[str, Any]:
-        """The checkpoint's ledger entry of the simulated time ({} without a network)."""
-        return {"comm_time": self.comm_time} if self.network is not None else {}
-
-    def restore_time(self, ledger: dict[str, Any]) -> None:
-        """The simulated time of a checkpoint's ledger (a resumed run continues it)."""
-        if self.network is not None:
-            self.comm_time = float(ledger["comm_time"])
-
-
-def worker_bits(proposal) -> list[int]:
-    """The round's uplink bits of each worker as host integers: from the message's fixed size
-    when it has one (no read-back), else one read-back of ``bits``."""
-    message = proposal.message
-    fixed = message.fixed_bits
-    if fixed is not None:
-        return [fixed] * message.value_count.shape[0]
-    return [int(b) for b in proposal.bits.tolist()]
-
-
-def time_totals(row: dict[str, Any]) -> dict[str, Any]:
-    """The summary's simulated totals (spec 28) from the last metrics row: ``comm_time`` and
-    ``sim_time`` when the run has a network, else nothing (the summary as without one)."""
-    return {f"total_{key}": row[key] for key in TIME_COLUMNS if key in row}
-
-
-def ledger_needs(needs: dict[str, tuple[str, ...]], ledger: BitLedger) -> dict[str, Any]:
-    """A loop's checkpoint entries (``needs`` of :func:`start_run`) with the ledger's own."""
-    extra = tuple(ledger.time_state())
-    return {**needs, "ledger": needs.get("ledger", ()) + extra} if extra else needs
-
-
-def ledger_for(cfg, n_workers: int, thesis: bool, first_worker: int = 0) -> BitLedger:
-    """The run's ledger: with ``cfg.network`` (spec 28), one that also keeps simulated time
-    (``first_worker``: the worker of the proposals' first row, a distributed rank's)."""
-    node = network_node(cfg)
-    network = NetworkModel.from_config(node)
-    compute_time = None if node is None else node.get("compute_time")
-    return BitLedger(n_workers, thesis, network, compute_time, first_worker)
 
 
 def stopped(err: BaseException) -> dict[str, Any]:

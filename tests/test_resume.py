@@ -60,8 +60,8 @@ def kill_and_resume(tmp_path, data_dir, args, wait_rows: int, timeout: float = 3
 
 @pytest.mark.parametrize(
     "extra",
-    # the minibatch case (~50 s) under `slow`: minibatch resume runs by default in
-    # tests/test_resume_checks.py and tests/test_minibatch.py
+    # the minibatch case (~50 s) runs under `slow` (make test-slow) to keep the default suite
+    # under 10 minutes; the full-batch case keeps kill -9 + resume in it
     [[], pytest.param(["problem.batch_size=16"], marks=pytest.mark.slow)],
     ids=["full", "minibatch"],
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from tests.conftest import _cli_env, run_cli
+from tests.conftest import _cli_env, run_cli, start_cli
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),
@@ -107,6 +107,23 @@ def test_what_the_backend_cannot_do_yet_is_one_line(args, message, tmp_path):
     assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
 
 
+def start_ranks(folder: Path, *args: str):
+    """A distributed run of ``args`` that would go on for 10^7 rounds, started in the
+    background into ``folder`` and returned once its metrics.csv exists (or after 60 s)."""
+    job = start_cli(
+        *args,
+        "rounds=10000000",
+        "log_every=1000",
+        "backend=torch_distributed",
+        f"hydra.run.dir={folder}",
+        cwd=folder.parent,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (folder / "metrics.csv").exists():
+        time.sleep(0.2)
+    return job
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -122,30 +139,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_dead_rank_ends_the_job_with_one_line_and_no_orphans(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "compress_bench",
-        *BASE,
-        "rounds=10000000",
-        "log_every=1000",
-        "n_workers=3",
-        "backend=torch_distributed",
-        "dist_timeout=20",
-        f"hydra.run.dir={tmp_path / 'd'}",
-    ]
-    job = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=_cli_env(None),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    ranks: list[int] = []
-    while time.monotonic() < deadline and not (tmp_path / "d" / "metrics.csv").exists():
-        time.sleep(0.2)
+    job = start_ranks(tmp_path / "d", *BASE, "n_workers=3", "dist_timeout=20")
     time.sleep(1.0)  # the rounds are running
     ranks = [p for p in _children(job.pid) if "spawn_main" in _cmdline(p)]
     assert len(ranks) == 3, ranks
@@ -202,28 +196,7 @@ def test_an_external_torchrun_writes_the_same_metrics(tmp_path):
 
 
 def test_sigterm_stops_every_rank_and_the_summary_says_interrupted(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "compress_bench",
-        *BASE,
-        "rounds=10000000",
-        "log_every=1000",
-        "n_workers=2",
-        "backend=torch_distributed",
-        f"hydra.run.dir={tmp_path / 'd'}",
-    ]
-    job = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=_cli_env(None),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (tmp_path / "d" / "metrics.csv").exists():
-        time.sleep(0.2)
+    job = start_ranks(tmp_path / "d", *BASE, "n_workers=2")
     time.sleep(1.0)
     ranks = [p for p in _children(job.pid) if "spawn_main" in _cmdline(p)]
     job.send_signal(signal.SIGTERM)
@@ -278,15 +251,7 @@ def test_sigterm_checkpoints_every_rank_at_one_round_and_the_run_resumes(tmp_pat
     metrics."""
     run = tmp_path / "d"
     args = (*RESUMED, "log_every=1000", "checkpoint_every=100000")
-    job = subprocess.Popen(
-        [sys.executable, "-m", "compress_bench", *args, "rounds=10000000",
-         "backend=torch_distributed", f"hydra.run.dir={run}"],
-        cwd=tmp_path, env=_cli_env(None), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (run / "metrics.csv").exists():
-        time.sleep(0.2)
+    job = start_ranks(run, *args)
     time.sleep(1.5)
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=90)
